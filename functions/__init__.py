@@ -1,0 +1,1 @@
+"""One module per trigger: decode the input, call ``shared``, encode the result."""
