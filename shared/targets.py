@@ -69,7 +69,8 @@ class Alert:
 
     ``severity`` is lower-case (informational, low, medium, high, unknown) and
     ``status`` lower-case (new, inprogress, resolved, unknown) when the format
-    states them.
+    states them. ``alias_ids`` are other identifiers of the same alert in the system
+    it came through (a Sentinel ``SystemAlertId``), kept so a person can find it.
     """
 
     id: str
@@ -81,6 +82,7 @@ class Alert:
     service_source: str | None = None
     category: str | None = None
     created: datetime | None = None
+    alias_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,9 @@ class DeviceFacts:
 
     Facts come from the alert when it carries them, else from the Defender API.
     ``av_mode`` uses the API's string integers ("0" active ... "5" passive audit).
+    ``av_status`` is what an alert says of the antivirus as given (Graph
+    ``defenderAvStatus`` such as "updated" or "disabled", Sentinel ``AvStatus``):
+    how up to date it is or whether it is off, never its active or passive mode.
     """
 
     device_id: str
@@ -101,6 +106,7 @@ class DeviceFacts:
     machine_tags: tuple[str, ...] = ()
     device_name: str | None = None
     source: str = "alert"
+    av_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
