@@ -26,6 +26,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+demo: $(STAMP)
+	$(BIN)/python -m demo
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -2,4 +2,9 @@
 
 import azure.functions as func
 
+from functions.alert_stream import bp as alert_stream
+from functions.replay import bp as replay
+
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(alert_stream)
+app.register_functions(replay)

@@ -18,8 +18,10 @@ __all__ = [
     "SettingSpec",
     "Settings",
     "UnknownAvMode",
+    "load_settings",
 ]
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -437,6 +439,11 @@ class Settings:
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
+
+
+def load_settings() -> Settings:
+    """The settings of this process, from its environment (the app settings)."""
+    return Settings.from_env(os.environ)
 
 
 _SPECS = {spec.name: spec for spec in SETTINGS}

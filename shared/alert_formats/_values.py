@@ -95,8 +95,12 @@ def show(value: object) -> str:
 
 
 def mapping(value: object) -> Mapping[str, object] | None:
-    """``value`` if it is a JSON object, else None."""
-    return value if isinstance(value, dict) else None
+    """``value`` if it is a JSON object, else None.
+
+    Any mapping counts: a document handed over read-only (the client's alert
+    documents are) is still a JSON object.
+    """
+    return value if isinstance(value, Mapping) else None
 
 
 def items(value: object) -> list[object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 from shared.alert_formats import extract_document
@@ -77,3 +78,13 @@ def test_evidence_without_sha1_is_simply_not_a_target() -> None:
 
     assert extraction.rejections == ()
     assert len(extraction.targets) == 1
+
+
+def test_read_only_document_from_the_api_is_read_like_any_other() -> None:
+    """The client hands alert documents over as read-only mappings."""
+    document = _sample("single_alert.json")
+
+    extraction = extract_document(MappingProxyType(document), source="api")
+
+    assert extraction.rejections == ()
+    assert extraction.targets == extract_document(document, source="api").targets

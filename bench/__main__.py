@@ -1,0 +1,16 @@
+"""Run every benchmark: ``python -m bench``."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import extraction
+
+
+def main() -> int:
+    extraction.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The ``defender-quarantine`` command line.
+
+Each subcommand is a thin shell over the same code the functions run: it reads its
+inputs, calls into ``shared``, and prints JSON on standard output. Exit codes: 0 when
+the inputs could be read (even if some records were rejected), 2 on a usage error,
+1 when the work itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared import PRODUCT, __version__
+from shared.alert_formats import extract
+from shared.errors import ApiError, SettingsError
+from shared.pipeline import Message, Outcome
+from shared.playbook import build_pipeline
+from shared.settings import load_settings
+from simulator.cli import register as register_simulator
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one subcommand; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    code: int = args.run(args)
+    return code
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PRODUCT,
+        description="Stop and quarantine files that Defender for Endpoint alerts on.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    extract_parser = commands.add_parser(
+        "extract",
+        help="print the targets that alert messages name (no network calls)",
+        description=(
+            "Read each file as one message body (an Event Hubs message, a Graph or "
+            "Defender alert, a Sentinel SecurityAlert row) and print one JSON "
+            "document with the targets found and the records rejected."
+        ),
+    )
+    extract_parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="a message body; '-' reads stdin"
+    )
+    extract_parser.set_defaults(run=_run_extract)
+
+    replay_parser = commands.add_parser(
+        "replay",
+        help="run alerts through the pipeline and print one JSON outcome per line",
+        description=(
+            "Judge (and, with --enforce, submit) every target of the given message "
+            "bodies or Defender alert ids. Uses the app settings from the "
+            "environment; DEFENDER_API_URL and DEFENDER_TOKEN point it at any server "
+            "that speaks the Defender API. A summary goes to standard error."
+        ),
+    )
+    replay_parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="a message body; '-' reads stdin"
+    )
+    replay_parser.add_argument(
+        "--alert-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="fetch this alert with its evidence from Defender (repeatable)",
+    )
+    mode = replay_parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_const",
+        const=True,
+        help="judge only, submit nothing (default: QUARANTINE_MODE)",
+    )
+    mode.add_argument(
+        "--enforce",
+        dest="dry_run",
+        action="store_const",
+        const=False,
+        help="submit eligible targets, whatever QUARANTINE_MODE says",
+    )
+    replay_parser.set_defaults(run=_run_replay)
+
+    # The simulator lives outside ``shared`` (it is not deployed), so its command
+    # registers itself from there.
+    register_simulator(commands)
+
+    return parser
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    targets: list[dict[str, object]] = []
+    rejected: list[dict[str, str]] = []
+
+    for path in args.paths:
+        source = "stdin" if path == "-" else path
+        try:
+            body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            print(
+                f"{PRODUCT} extract: cannot read {path}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+
+        extraction = extract(body, source=source)
+        targets.extend(target.to_json() for target in extraction.targets)
+        rejected.extend(rejection.to_json() for rejection in extraction.rejections)
+
+    json.dump({"targets": targets, "rejected": rejected}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    if not args.paths and not args.alert_id:
+        print(f"{PRODUCT} replay: give a PATH or --alert-id", file=sys.stderr)
+        return EXIT_USAGE
+
+    messages: list[Message] = []
+    for path in args.paths:
+        try:
+            body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            print(
+                f"{PRODUCT} replay: cannot read {path}: {exc.strerror}", file=sys.stderr
+            )
+            return EXIT_USAGE
+        messages.append(Message(body=body, source="stdin" if path == "-" else path))
+
+    try:
+        pipeline = build_pipeline(load_settings())
+    except SettingsError as exc:
+        print(f"{PRODUCT} replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    outcomes = pipeline.run(messages, dry_run=args.dry_run)
+    for alert_id in args.alert_id:
+        try:
+            outcomes.extend(pipeline.run_alert(alert_id, dry_run=args.dry_run))
+        except (ApiError, ValueError) as exc:
+            print(f"{PRODUCT} replay: alert {alert_id}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    for outcome in outcomes:
+        print(json.dumps(outcome.to_json(), sort_keys=True))
+    print(_summary(outcomes), file=sys.stderr)
+    return EXIT_OK
+
+
+def _summary(outcomes: list[Outcome]) -> str:
+    counts = Counter(
+        f"{outcome.verdict}/{outcome.submission or outcome.reason}"
+        for outcome in outcomes
+    )
+    parts = [f"{count} {key}" for key, count in sorted(counts.items())]
+    return f"{len(outcomes)} outcomes: " + (", ".join(parts) if parts else "none")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
