@@ -23,7 +23,7 @@ from azure.functions import meta
 
 from demo.stream import StreamEvent, build_stream
 from functions.alert_stream import handle_alert_events
-from shared import playbook
+from shared import playbook, telemetry
 from shared.defender_client import DefenderClient
 from shared.machine_actions import MachineAction
 from shared.pipeline import Outcome
@@ -142,6 +142,7 @@ def _follow_actions(outcomes: list[Outcome]) -> dict[str, MachineAction]:
             action = client.get_machine_action(action_id)
             if action.status.is_final:
                 final[action_id] = action
+                telemetry.record_machine_action_outcome(str(action.status))
         print(".", end="", flush=True)
         time.sleep(0.5)
     print()

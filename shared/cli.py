@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared import PRODUCT, __version__
+from shared import PRODUCT, __version__, telemetry
 from shared.alert_formats import extract
 from shared.errors import ApiError, SettingsError
 from shared.pipeline import Message, Outcome
@@ -37,8 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
 
-    code: int = args.run(args)
+    _start_telemetry()
+    try:
+        code: int = args.run(args)
+    finally:
+        # The exporters batch in the background; what is not flushed now is lost.
+        telemetry.flush_telemetry()
     return code
+
+
+def _start_telemetry() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError:
+        # The commands that need settings report the problem themselves, with
+        # their own exit code; ``extract`` needs none.
+        return
+    telemetry.configure_for_command_line(settings)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -58,10 +58,12 @@ from urllib.parse import quote
 
 import requests
 from azure.core.exceptions import AzureError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from shared import PRODUCT, __version__
+from shared import PRODUCT, __version__, telemetry
 from shared.clouds import resolve_cloud
 from shared.credentials import (
     PermissionReport,
@@ -102,6 +104,7 @@ from shared.machine_actions import (
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 _T = TypeVar("_T")
 
@@ -719,39 +722,59 @@ class DefenderClient:
         token: str,
         budget: _Budget,
     ) -> requests.Response:
-        """One HTTP exchange; every request to Defender passes through here."""
+        """One HTTP exchange; every request to Defender passes through here.
+
+        Each exchange is one dependency span named by its route template. The
+        span's URL is the template too: ids stay out of dependency names (one
+        row per route in Application Insights, not one per device), and the
+        bearer token, sent as a header, is never an attribute.
+        """
         budget.attempts += 1
         started = time.perf_counter()
         status: int | None = None
         failure: str | None = None
+        attributes: dict[str, str | int] = {
+            "http.request.method": method,
+            "url.full": f"{self._api_root}/{route}",
+            "url.template": route,
+            "defender.attempt": budget.attempts,
+        }
 
-        try:
-            response = self._session.request(
-                method,
-                url,
-                headers={"Authorization": f"Bearer {token}"},
-                json=body,
-                timeout=self._timeout,
-                # A redirect would carry the bearer token to wherever it points.
-                allow_redirects=False,
-            )
-            status = response.status_code
-            return response
-        except requests.RequestException as exc:
-            failure = type(exc).__name__
-            raise _classify_transport_error(exc) from exc
-        finally:
-            logger.debug(
-                "defender.request",
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "failure": failure,
-                    "attempt": budget.attempts,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                },
-            )
+        with tracer.start_as_current_span(
+            f"{method} {route}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    json=body,
+                    timeout=self._timeout,
+                    # A redirect would carry the bearer token to wherever it points.
+                    allow_redirects=False,
+                )
+                status = response.status_code
+                span.set_attribute("http.response.status_code", status)
+                if status >= 400:
+                    span.set_status(Status(StatusCode.ERROR))
+                return response
+            except requests.RequestException as exc:
+                failure = type(exc).__name__
+                span.set_attribute("error.type", failure)
+                raise _classify_transport_error(exc) from exc
+            finally:
+                telemetry.record_api_response(method, route, status)
+                logger.debug(
+                    "defender.request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "failure": failure,
+                        "attempt": budget.attempts,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
 
     def _token(self, *, force_refresh: bool) -> str:
         try:

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeGuard
 
-from shared import policy
+from opentelemetry import trace
+
+from shared import policy, telemetry
 from shared.alert_formats import extract, extract_document
 from shared.comment import quarantine_comment
 from shared.errors import (
@@ -51,6 +53,7 @@ from shared.settings import QuarantineMode, Settings
 from shared.targets import DeviceFacts, Extraction, FileFacts, Rejection, Target
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 # How long to wait before trying again after a fault that did not say when.
 _DEFAULT_DEFER = timedelta(minutes=1)
@@ -154,10 +157,14 @@ class Pipeline:
     ) -> list[Outcome]:
         """Extract, judge and (unless dry-run) submit every target of the messages."""
         extractions = [
-            (message.source, extract(message.body, source=message.source))
+            (
+                message.source,
+                extract(message.body, source=message.source),
+                message.enqueued_time,
+            )
             for message in messages
         ]
-        return self.run_extractions(extractions, dry_run=dry_run)
+        return self._run_all(extractions, dry_run=dry_run)
 
     def run_alert(self, alert_id: str, *, dry_run: bool | None = None) -> list[Outcome]:
         """Fetch one alert with its evidence from Defender and run it."""
@@ -179,18 +186,61 @@ class Pipeline:
 
         Each extraction comes with the name of the message it was read from.
         """
+        return self._run_all(
+            [(source, extraction, None) for source, extraction in extractions],
+            dry_run=dry_run,
+        )
+
+    def _run_all(
+        self,
+        extractions: list[tuple[str, Extraction, datetime | None]],
+        *,
+        dry_run: bool | None,
+    ) -> list[Outcome]:
         settings = self._settings_for(dry_run)
         run = _Run()
         outcomes: list[Outcome] = []
 
-        for source, extraction in extractions:
-            outcomes.extend(_rejected(rejection) for rejection in extraction.rejections)
-            for target in extraction.targets:
-                outcome = self._process_target(target, source, settings, run)
-                _log_outcome(outcome)
-                outcomes.append(outcome)
+        with tracer.start_as_current_span(
+            "pipeline.run", attributes={"messages": len(extractions)}
+        ) as span:
+            for source, extraction, enqueued_time in extractions:
+                outcomes.extend(
+                    _rejected(rejection) for rejection in extraction.rejections
+                )
+                for target in extraction.targets:
+                    outcome = self._traced_target(target, source, settings, run)
+                    self._record_delay(outcome, enqueued_time)
+                    outcomes.append(outcome)
+            span.set_attribute("outcomes", len(outcomes))
 
         return outcomes
+
+    def _traced_target(
+        self, target: Target, source: str, settings: Settings, run: _Run
+    ) -> Outcome:
+        """Process one target inside its own span, then log and count its outcome."""
+        identity = {
+            "alert_id": target.alert_id,
+            "device_id": target.device_id,
+            "sha1": target.sha1,
+        }
+        with tracer.start_as_current_span(
+            "pipeline.target", attributes=identity
+        ) as span:
+            outcome = self._process_target(target, source, settings, run)
+            span.set_attributes(_span_fields(outcome))
+            _log_outcome(outcome)
+
+        telemetry.record_target_outcome(
+            outcome.verdict, outcome.reason, outcome.submission
+        )
+        return outcome
+
+    def _record_delay(self, outcome: Outcome, enqueued_time: datetime | None) -> None:
+        answered = outcome.submission is not None and outcome.submission != "failed"
+        if answered and enqueued_time is not None:
+            telemetry.record_submission_delay(enqueued_time, self._now())
 
     def _settings_for(self, dry_run: bool | None) -> Settings:
         if dry_run is None:
@@ -300,6 +350,8 @@ class Pipeline:
             return outcome.deferred(exc, now)
 
         action = submission.action
+        if action is not None and action.is_final:
+            telemetry.record_machine_action_outcome(str(action.status))
         action_id = action.id if action else None
         action_status = action.raw_status if action else None
         self._ledger.record_submission(
@@ -396,6 +448,7 @@ class _Run:
 
 
 def _rejected(rejection: Rejection) -> Outcome:
+    telemetry.record_rejected_event(rejection.reason)
     logger.warning(
         "event.rejected",
         extra={
@@ -449,6 +502,18 @@ def _log_outcome(outcome: Outcome) -> None:
         logger.info("target.submitted", extra=fields)
     else:
         logger.info("target.skipped", extra=fields)
+
+
+def _span_fields(outcome: Outcome) -> dict[str, str]:
+    """The outcome's fields as span attributes (a span attribute cannot be None)."""
+    fields = {
+        "verdict": outcome.verdict,
+        "reason": outcome.reason,
+        "submission": outcome.submission,
+        "action_id": outcome.action_id,
+        "status": outcome.action_status,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _defer_reason(exc: ApiError) -> str:

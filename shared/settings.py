@@ -81,6 +81,7 @@ _G_MODE = "Mode and guardrails"
 _G_API = "Defender API"
 _G_POLICY = "Policy"
 _G_HOST = "Functions host"
+_G_MONITOR = "Monitoring"
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
@@ -327,6 +328,34 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "python",
         host_only=True,
     ),
+    SettingSpec(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        _G_MONITOR,
+        "Application Insights connection string; logs, metrics and traces go "
+        "there (in Azure through the Python worker, from the command line directly). "
+        "Empty exports nothing.",
+        "",
+        "",
+        secret=True,
+    ),
+    SettingSpec(
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+        _G_MONITOR,
+        "`true` lets the Python worker configure Azure Monitor and stream its own "
+        "logs (no duplicate host entries); the app then never configures it again.",
+        "false",
+        "true",
+        host_only=True,
+    ),
+    SettingSpec(
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
+        _G_MONITOR,
+        "Library instrumentations the worker leaves off; `requests,urllib,urllib3` "
+        "keeps device ids out of dependency names (the client traces each call).",
+        "",
+        "requests,urllib,urllib3",
+        host_only=True,
+    ),
 )
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
@@ -367,6 +396,9 @@ class Settings:
 
     replay_max_body_bytes: int = 1_048_576
 
+    applicationinsights_connection_string: str | None = None
+    worker_telemetry: bool = False
+
     def __repr__(self) -> str:
         # A Settings may end up in a log or a traceback: show which secrets are
         # set, never what they are.
@@ -377,6 +409,9 @@ class Settings:
             "defender_api_url": self.defender_api_url,
             "defender_token": "<set>" if self.defender_token else None,
             "defender_client_secret": "<set>" if self.defender_client_secret else None,
+            "applicationinsights_connection_string": "<set>"
+            if self.applicationinsights_connection_string
+            else None,
         }
         inner = ", ".join(f"{key}={value!r}" for key, value in shown.items())
         return f"Settings({inner}, ...)"
@@ -434,6 +469,12 @@ class Settings:
             ),
             fact_cache_seconds=reader.integer("FACT_CACHE_SECONDS", minimum=0),
             replay_max_body_bytes=reader.integer("REPLAY_MAX_BODY_BYTES", minimum=1),
+            applicationinsights_connection_string=reader.optional(
+                "APPLICATIONINSIGHTS_CONNECTION_STRING"
+            ),
+            worker_telemetry=reader.boolean(
+                "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
+            ),
         )
 
         if reader.problems:
