@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import azure.functions as func
 
+from shared.defender_client import InvalidIdentifierError, validate_alert_id
 from shared.errors import ApiError, ApiResponseError
 from shared.pipeline import Message, Outcome
 from shared.playbook import get_pipeline, get_settings
@@ -23,9 +23,6 @@ from shared.playbook import get_pipeline, get_settings
 logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves it untyped
-
-# Defender alert ids are letters, digits, '_' and '-' ("da638...", GUIDs, "_1" tails).
-_ALERT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 @bp.function_name("replay")
@@ -51,8 +48,11 @@ def handle_replay(req: func.HttpRequest) -> func.HttpResponse:
     dry_run = None if dry_run_param is None else dry_run_param == "true"
 
     alert_id = _requested_alert_id(body)
-    if alert_id is not None and not _ALERT_ID.match(alert_id):
-        return _error(400, "alertId must be letters, digits, '_' or '-'")
+    if alert_id is not None:
+        try:
+            validate_alert_id(alert_id, "alertId")
+        except InvalidIdentifierError as exc:
+            return _error(400, str(exc))
 
     try:
         outcomes = _run(body, alert_id, dry_run)

@@ -102,6 +102,7 @@ from shared.machine_actions import (
     parse_machine_action,
 )
 from shared.settings import Settings
+from shared.targets import is_sha1
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -135,7 +136,6 @@ class InvalidIdentifierError(DefenderQuarantineError, ValueError):
         super().__init__(f"{argument} must be {expected}")
 
 
-_HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _GUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -144,10 +144,9 @@ _ALERT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 def validate_device_id(value: object, argument: str = "machine_id") -> str:
     """The lower-case device id, or InvalidIdentifierError naming ``argument``."""
-    # fullmatch, not match with "$": "$" also matches before a trailing newline.
-    if not isinstance(value, str) or not _HEX40.fullmatch(value):
+    if not is_sha1(value):
         raise InvalidIdentifierError(argument, "40 hexadecimal characters")
-    return value.lower()
+    return str(value).lower()
 
 
 def validate_sha1(value: object, argument: str = "sha1") -> str:

@@ -29,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.errors import SettingsError
+from shared.targets import is_sha1
 
 
 class QuarantineMode(StrEnum):
@@ -358,8 +359,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
 )
 
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
-
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -579,11 +578,11 @@ class _Reader:
 
     def sha1_list(self, name: str) -> frozenset[str]:
         values = self.words(name)
-        bad = sorted(value for value in values if not _SHA1.match(value))
+        bad = sorted(value for value in values if not is_sha1(value))
         if bad:
             # The position, not the value: an id list is not secret, but a long
             # one would drown the message.
             self.problems.append(
                 f"{name}: {len(bad)} entries are not 40 hexadecimal characters"
             )
-        return frozenset(value for value in values if _SHA1.match(value))
+        return frozenset(value for value in values if is_sha1(value))

@@ -30,19 +30,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-_SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
+_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 
 
 def is_sha1(value: object) -> bool:
     """Whether ``value`` is 40 hexadecimal characters (a SHA-1 or a device id)."""
-    return isinstance(value, str) and _SHA1.match(value) is not None
+    # fullmatch, not match with "$": "$" also matches before a trailing newline.
+    return isinstance(value, str) and _SHA1.fullmatch(value) is not None
 
 
 def normalise_sha1(value: object) -> str | None:
     """The lower-case form of a 40-hex identifier, or None when it is not one."""
     if isinstance(value, str):
         candidate = value.strip()
-        if _SHA1.match(candidate):
+        if is_sha1(candidate):
             return candidate.lower()
     return None
 
