@@ -6,9 +6,9 @@
     ├── SettingsError            a setting is missing or malformed (start-up)
     └── ApiError                 anything that went wrong talking to Defender
         ├── ApiRequestError      not sent, or failed before any answer
-        ├── ApiResponseError     Defender answered with an error (status, code, message)
+        ├── ApiResponseError     Defender answered an error: status, code, message
         │   ├── ApiThrottled     429: carries the time the API asked us to wait
-        │   └── ApiAuthError     401/403: never retried, someone must fix credentials
+        │   └── ApiAuthError     401/403: never retried; credentials need a person
         └── ApiOutcomeUnknown    a submission was sent but its answer was lost
 
 Parsing never raises to its caller: a malformed event is a rejection value, and a

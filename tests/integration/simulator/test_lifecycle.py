@@ -157,7 +157,7 @@ def test_action_is_delivered_when_its_device_comes_back_within_3_days(
     simulator.advance(30)
 
     assert _action(api, action_id)["status"] == "Succeeded"
-    assert simulator.tenant.device(DEVICE_INACTIVE).is_active  # type: ignore[union-attr]
+    assert simulator.tenant.device(DEVICE_INACTIVE).is_active
 
 
 def test_action_on_device_that_comes_back_too_late_has_timed_out(

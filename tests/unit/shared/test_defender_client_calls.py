@@ -142,7 +142,7 @@ def posts(fake: responses.RequestsMock) -> list[Any]:
 
 def refused() -> requests.ConnectionError:
     reason = NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
-    return requests.ConnectionError(MaxRetryError(None, SUBMIT_URL, reason))  # type: ignore[arg-type]
+    return requests.ConnectionError(MaxRetryError(None, SUBMIT_URL, reason))
 
 
 def test_submit_sends_documented_body_and_headers(
