@@ -229,7 +229,7 @@ class Pipeline:
             "pipeline.target", attributes=identity
         ) as span:
             outcome = self._process_target(target, source, settings, run)
-            span.set_attributes(_span_fields(outcome))
+            span.set_attributes(_outcome_fields(outcome))
             _log_outcome(outcome)
 
         telemetry.record_target_outcome(
@@ -476,9 +476,9 @@ def _is_permanent(exc: ApiError) -> TypeGuard[ApiResponseError]:
     )
 
 
-def _log_outcome(outcome: Outcome) -> None:
-    """One record per target, with the same field names every time."""
-    fields: dict[str, Any] = {
+def _outcome_fields(outcome: Outcome) -> dict[str, str]:
+    """The fields every record of a target carries; unknown ones are left out."""
+    fields = {
         "alert_id": outcome.alert_id,
         "device_id": outcome.device_id,
         "sha1": outcome.sha1,
@@ -487,9 +487,14 @@ def _log_outcome(outcome: Outcome) -> None:
         "action_id": outcome.action_id,
         "status": outcome.action_status,
         "submission": outcome.submission,
+        "retry_at": outcome.retry_at.isoformat() if outcome.retry_at else None,
     }
-    if outcome.retry_at is not None:
-        fields["retry_at"] = outcome.retry_at.isoformat()
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    """One record per target, with the same field names every time."""
+    fields = _outcome_fields(outcome)
 
     if outcome.verdict == "defer":
         level = (
@@ -502,18 +507,6 @@ def _log_outcome(outcome: Outcome) -> None:
         logger.info("target.submitted", extra=fields)
     else:
         logger.info("target.skipped", extra=fields)
-
-
-def _span_fields(outcome: Outcome) -> dict[str, str]:
-    """The outcome's fields as span attributes (a span attribute cannot be None)."""
-    fields = {
-        "verdict": outcome.verdict,
-        "reason": outcome.reason,
-        "submission": outcome.submission,
-        "action_id": outcome.action_id,
-        "status": outcome.action_status,
-    }
-    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _defer_reason(exc: ApiError) -> str:
