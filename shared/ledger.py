@@ -1,49 +1,118 @@
-"""The ledger: what the playbook has submitted, per target.
+"""The ledger: what the playbook has judged and submitted, per target.
 
-A target is the pair (device id, SHA-1). The ledger answers the two questions that
-keep the playbook from acting twice or too widely:
+A target is the pair (device id, SHA-1). The ledger answers the questions that keep
+the playbook from acting twice or too widely, whatever the number of instances and
+however often Event Hubs delivers the same alert:
 
 - has this target an open or succeeded machine action already? (never submit again)
 - how many distinct devices has this SHA-1 been submitted for since a moment?
   (the per-file device cap)
+- may this instance submit the target now? (a **claim**: only one instance at a
+  time may hold it; see below)
 
-``Ledger`` is the protocol the pipeline uses; ``MemoryLedger`` keeps it in the
-process, which is exact for one process and one run (the command line, tests).
+Submitting is claim, call Defender, record. The claim is written before the call,
+so a process that dies between the call and the record leaves a claim behind, not
+silence. Once that claim has expired, the next claimant is told to look among
+Defender's machine actions (``Claim.recover_since``) before it submits again: the
+action the dead process created is then found and recorded, not duplicated.
 
-Limitations:
-    ``MemoryLedger`` forgets on restart and is not shared between Function
-    instances, so an at-least-once redelivery seen by another instance can submit a
-    target again (Defender then answers "already in progress" while the first action
-    is open). The durable, shared ledger on Azure Table storage is issue #6.
+``Ledger`` is the protocol the pipeline and the action tracker use.
+``MemoryLedger`` keeps it in this process (the command line without storage, unit
+tests); ``shared.table_ledger.TableLedger`` keeps it in Azure Table storage, shared
+by every instance. Both decide claims with ``decide_claim``, so they agree.
 """
 
 from __future__ import annotations
 
-__all__ = ["Ledger", "LedgerEntry", "MemoryLedger"]
+__all__ = [
+    "CLAIM_SECONDS",
+    "MAX_ALERT_IDS",
+    "MAX_VERDICTS",
+    "Claim",
+    "ClaimRefusal",
+    "Ledger",
+    "LedgerConflictError",
+    "LedgerEntityError",
+    "LedgerEntry",
+    "MemoryLedger",
+    "VerdictRecord",
+    "decide_claim",
+]
 
+import dataclasses
 import threading
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
-# After these final statuses a new submission may be worth trying; after Succeeded,
-# or while an action is open, it never is.
-_RESUBMITTABLE_STATUSES = frozenset({"Failed", "TimeOut", "Cancelled"})
+from shared.errors import DefenderQuarantineError
 
-_MAX_ALERT_IDS = 20  # enough to trace a target back, bounded against alert storms
+# After these final statuses a new submission may be worth trying; after Succeeded,
+# or while an action is open, it never is. "Refused" is the ledger's own: Defender
+# answered a permanent error (400, 404) and created no action.
+_RESUBMITTABLE_STATUSES = frozenset({"Failed", "TimeOut", "Cancelled", "Refused"})
+_OPEN_STATUSES = frozenset({"Pending", "InProgress"})
+
+MAX_ALERT_IDS = 20  # enough to trace a target back, bounded against alert storms
+MAX_VERDICTS = 20  # the latest verdicts; older ones are in Application Insights
+
+# How long a claim protects a submission in flight. It must outlast one
+# submission with all its retries (four retries, 30 s reads, waits of up to 10 s).
+CLAIM_SECONDS = 300
+
+
+class LedgerConflictError(DefenderQuarantineError):
+    """Other instances kept changing a target's entry; the write was not made.
+
+    It concerns one target, and passes: the pipeline defers that target.
+    """
+
+
+class LedgerEntityError(DefenderQuarantineError, ValueError):
+    """A stored ledger entry does not hold what this release writes.
+
+    It concerns one target: the pipeline defers that target (a person must look
+    if it keeps failing), and the other targets go on.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRecord:
+    """One judgement of a target: when, what, and why."""
+
+    at: datetime
+    verdict: str
+    reason: str
+    alert_id: str
 
 
 @dataclass(slots=True)
 class LedgerEntry:
-    """The record of one target: its machine action and the alerts that named it."""
+    """The record of one target: its machine action, verdicts and alerts.
+
+    ``claim_id`` and ``claimed_at`` are set while an instance is submitting.
+    ``recover_since`` is set when a submission may have reached Defender without
+    its answer being recorded: the next claimant looks for an action created
+    since then before it submits.
+    """
 
     device_id: str
     sha1: str
     action_id: str | None = None
     action_status: str | None = None
+    action_updated_at: datetime | None = None
     submitted_at: datetime | None = None
     submissions: int = 0
     alert_ids: list[str] = field(default_factory=list)
+    verdicts: list[VerdictRecord] = field(default_factory=list)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    last_error: str | None = None
+    claim_id: str | None = None
+    claimed_at: datetime | None = None
+    recover_since: datetime | None = None
 
     @property
     def blocks_resubmission(self) -> bool:
@@ -52,28 +121,166 @@ class LedgerEntry:
             return False
         return self.action_status not in _RESUBMITTABLE_STATUSES
 
+    @property
+    def has_open_action(self) -> bool:
+        """An action Defender has not finished, which the tracker follows."""
+        return self.action_id is not None and self.action_status in _OPEN_STATUSES
+
+    def note_alert(self, alert_id: str) -> None:
+        if alert_id not in self.alert_ids:
+            self.alert_ids = [*self.alert_ids, alert_id][-MAX_ALERT_IDS:]
+
+    def note_verdict(self, record: VerdictRecord) -> None:
+        self.verdicts = [*self.verdicts, record][-MAX_VERDICTS:]
+        self.note_alert(record.alert_id)
+        self.first_seen = self.first_seen or record.at
+        self.last_seen = record.at
+
+
+class ClaimRefusal(StrEnum):
+    """Why a target may not be submitted now."""
+
+    DUPLICATE = "duplicate"
+    CLAIMED_ELSEWHERE = "claimed_elsewhere"
+    RESUBMISSIONS_EXHAUSTED = "resubmissions_exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to "may I submit this target now?".
+
+    Granted: ``claim_id`` identifies this holder, and ``recover_since`` (when
+    set) says to look for an existing action created since then first.
+    Refused: ``refusal`` says why, ``entry`` is the record that refused it, and
+    ``retry_at`` (for a claim held elsewhere) is when it expires.
+    """
+
+    device_id: str
+    sha1: str
+    claim_id: str
+    refusal: ClaimRefusal | None = None
+    entry: LedgerEntry | None = None
+    recover_since: datetime | None = None
+    retry_at: datetime | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.refusal is None
+
+
+def decide_claim(
+    entry: LedgerEntry | None,
+    *,
+    device_id: str,
+    sha1: str,
+    now: datetime,
+    max_submissions: int,
+) -> Claim:
+    """Whether a new claim on the target of ``entry`` may be granted at ``now``."""
+    claim_id = uuid.uuid4().hex
+    if entry is None:
+        return Claim(device_id, sha1, claim_id)
+
+    recover_since = entry.recover_since
+    if entry.claim_id is not None and entry.claimed_at is not None:
+        expires = entry.claimed_at + timedelta(seconds=CLAIM_SECONDS)
+        if now < expires:
+            return Claim(
+                device_id,
+                sha1,
+                claim_id,
+                refusal=ClaimRefusal.CLAIMED_ELSEWHERE,
+                entry=entry,
+                retry_at=expires,
+            )
+        # The holder vanished mid-submission: its call may have reached Defender.
+        recover_since = min(filter(None, (recover_since, entry.claimed_at)))
+
+    if entry.blocks_resubmission:
+        refusal = ClaimRefusal.DUPLICATE
+    elif entry.submissions >= max_submissions:
+        refusal = ClaimRefusal.RESUBMISSIONS_EXHAUSTED
+    else:
+        return Claim(device_id, sha1, claim_id, recover_since=recover_since)
+    return Claim(device_id, sha1, claim_id, refusal=refusal, entry=entry)
+
 
 class Ledger(Protocol):
-    """What the pipeline needs to stay idempotent and within the device cap."""
+    """What the pipeline and the tracker need to stay exact across instances."""
 
     def find(self, device_id: str, sha1: str) -> LedgerEntry | None: ...
 
     def devices_submitted(self, sha1: str, *, since: datetime) -> int: ...
 
-    def record_submission(
+    def record_verdict(
         self,
         *,
         device_id: str,
         sha1: str,
         alert_id: str,
+        verdict: str,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        """Note a judgement of the target (kept bounded, newest last)."""
+        ...
+
+    def claim(
+        self,
+        *,
+        device_id: str,
+        sha1: str,
+        alert_id: str,
+        at: datetime,
+        max_submissions: int,
+    ) -> Claim:
+        """Take the right to submit the target, unless ``decide_claim`` refuses.
+
+        At most one instance holds a granted claim on a target at a time.
+        """
+        ...
+
+    def record_submission(
+        self,
+        claim: Claim,
+        *,
         action_id: str | None,
         action_status: str | None,
         at: datetime,
-    ) -> LedgerEntry: ...
+    ) -> LedgerEntry:
+        """Defender answered with a machine action (or "already in progress");
+        the claim ends."""
+        ...
+
+    def record_refusal(self, claim: Claim, *, error: str, at: datetime) -> LedgerEntry:
+        """Defender refused for good (400, 404): an attempt, with no action."""
+        ...
+
+    def release(self, claim: Claim, *, maybe_sent: bool, at: datetime) -> None:
+        """End a claim that recorded nothing. ``maybe_sent``: the request may
+        have reached Defender, so the next claimant must look before submitting."""
+        ...
+
+    def record_action_status(
+        self,
+        *,
+        device_id: str,
+        sha1: str,
+        action_id: str,
+        status: str,
+        at: datetime,
+    ) -> LedgerEntry | None:
+        """The tracker's news of an action; ignored unless it is still the
+        target's current action."""
+        ...
+
+    def entries(self, *, open_only: bool = False) -> list[LedgerEntry]:
+        """Every entry, or those with an open machine action."""
+        ...
 
 
 class MemoryLedger:
-    """A ledger held in this process; thread-safe."""
+    """A ledger held in this process; thread-safe, forgotten on exit."""
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], LedgerEntry] = {}
@@ -81,7 +288,8 @@ class MemoryLedger:
 
     def find(self, device_id: str, sha1: str) -> LedgerEntry | None:
         with self._lock:
-            return self._entries.get((device_id, sha1))
+            entry = self._entries.get((device_id, sha1))
+            return dataclasses.replace(entry) if entry else None
 
     def devices_submitted(self, sha1: str, *, since: datetime) -> int:
         with self._lock:
@@ -93,29 +301,120 @@ class MemoryLedger:
                 and entry.submitted_at >= since
             )
 
-    def record_submission(
+    def record_verdict(
         self,
         *,
         device_id: str,
         sha1: str,
         alert_id: str,
+        verdict: str,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        with self._lock:
+            entry = self._entry(device_id, sha1)
+            entry.note_verdict(VerdictRecord(at, verdict, reason, alert_id))
+
+    def claim(
+        self,
+        *,
+        device_id: str,
+        sha1: str,
+        alert_id: str,
+        at: datetime,
+        max_submissions: int,
+    ) -> Claim:
+        with self._lock:
+            existing = self._entries.get((device_id, sha1))
+            claim = decide_claim(
+                dataclasses.replace(existing) if existing else None,
+                device_id=device_id,
+                sha1=sha1,
+                now=at,
+                max_submissions=max_submissions,
+            )
+            if claim.granted:
+                entry = self._entry(device_id, sha1)
+                entry.claim_id = claim.claim_id
+                entry.claimed_at = at
+                entry.recover_since = claim.recover_since
+                entry.note_alert(alert_id)
+            return claim
+
+    def record_submission(
+        self,
+        claim: Claim,
+        *,
         action_id: str | None,
         action_status: str | None,
         at: datetime,
     ) -> LedgerEntry:
         with self._lock:
-            entry = self._entries.setdefault(
-                (device_id, sha1), LedgerEntry(device_id=device_id, sha1=sha1)
-            )
+            entry = self._entry(claim.device_id, claim.sha1)
             entry.action_id = action_id
             entry.action_status = action_status
+            entry.action_updated_at = at
             entry.submitted_at = at
             entry.submissions += 1
-            if alert_id not in entry.alert_ids:
-                entry.alert_ids = [*entry.alert_ids, alert_id][-_MAX_ALERT_IDS:]
-            return entry
+            entry.last_error = None
+            _end_claim(entry, claim)
+            return dataclasses.replace(entry)
 
-    def entries(self) -> list[LedgerEntry]:
-        """Every entry, for reports and tests."""
+    def record_refusal(self, claim: Claim, *, error: str, at: datetime) -> LedgerEntry:
         with self._lock:
-            return list(self._entries.values())
+            entry = self._entry(claim.device_id, claim.sha1)
+            entry.action_id = None
+            entry.action_status = "Refused"
+            entry.action_updated_at = at
+            entry.submissions += 1
+            entry.last_error = error
+            _end_claim(entry, claim)
+            return dataclasses.replace(entry)
+
+    def release(self, claim: Claim, *, maybe_sent: bool, at: datetime) -> None:
+        with self._lock:
+            entry = self._entries.get((claim.device_id, claim.sha1))
+            if entry is None or entry.claim_id != claim.claim_id:
+                return
+            if maybe_sent:
+                entry.recover_since = entry.recover_since or entry.claimed_at or at
+            entry.claim_id = None
+            entry.claimed_at = None
+
+    def record_action_status(
+        self,
+        *,
+        device_id: str,
+        sha1: str,
+        action_id: str,
+        status: str,
+        at: datetime,
+    ) -> LedgerEntry | None:
+        with self._lock:
+            entry = self._entries.get((device_id, sha1))
+            if entry is None or entry.action_id != action_id:
+                return None
+            entry.action_status = status
+            entry.action_updated_at = at
+            return dataclasses.replace(entry)
+
+    def entries(self, *, open_only: bool = False) -> list[LedgerEntry]:
+        with self._lock:
+            return [
+                dataclasses.replace(entry)
+                for entry in self._entries.values()
+                if entry.has_open_action or not open_only
+            ]
+
+    def _entry(self, device_id: str, sha1: str) -> LedgerEntry:
+        return self._entries.setdefault(
+            (device_id, sha1), LedgerEntry(device_id=device_id, sha1=sha1)
+        )
+
+
+def _end_claim(entry: LedgerEntry, claim: Claim) -> None:
+    """Clear the claim; the answer is recorded, so nothing is left to recover."""
+    if entry.claim_id in (None, claim.claim_id):
+        entry.claim_id = None
+        entry.claimed_at = None
+    entry.recover_since = None

@@ -1,11 +1,17 @@
-"""The facts cache: expiry, remembered absences, faults, bounds, a fake clock."""
+"""The facts cache: expiry, remembered absences, faults, bounds, the shared store.
+
+The store here is ``DictStore``, a ``FactsStore`` in a dict; the Table storage one
+is tested on Azurite in tests/integration/shared/test_facts_store.py.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from shared.errors import ApiRequestError
 from shared.facts_cache import MISSING_TTL_SECONDS, FactsCache
@@ -229,3 +235,130 @@ def test_cache_stays_within_bounds_under_concurrent_use(clock: FakeClock) -> Non
 
     assert errors == []
     assert cache.sizes()["devices"] == 50
+
+
+class DictStore:
+    """A ``FactsStore`` in a dict: records each call, can fail like storage."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, tuple[DeviceFacts | None, float]] = {}
+        self.files: dict[str, tuple[FileFacts | None, float]] = {}
+        self.calls: list[str] = []
+        self.fault: Exception | None = None
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fault is not None:
+            raise self.fault
+
+    def get_device(self, device_id: str) -> tuple[bool, DeviceFacts | None]:
+        self._call("get_device")
+        if device_id not in self.devices:
+            return False, None
+        return True, self.devices[device_id][0]
+
+    def put_device(
+        self, device_id: str, facts: DeviceFacts | None, ttl_seconds: float
+    ) -> None:
+        self._call("put_device")
+        self.devices[device_id] = (facts, ttl_seconds)
+
+    def get_file(self, sha1: str) -> tuple[bool, FileFacts | None]:
+        self._call("get_file")
+        if sha1 not in self.files:
+            return False, None
+        return True, self.files[sha1][0]
+
+    def put_file(self, sha1: str, facts: FileFacts | None, ttl_seconds: float) -> None:
+        self._call("put_file")
+        self.files[sha1] = (facts, ttl_seconds)
+
+
+class TestFactsCacheWithStore:
+    def test_memory_is_asked_first_then_the_store_then_the_api(
+        self, clock: FakeClock
+    ) -> None:
+        store = DictStore()
+        store.devices[DEVICE_ID] = (device(), 60)
+        cache = FactsCache(ttl_seconds=60, clock=clock, store=store)
+        fetch = FakeLookup()
+
+        first = cache.device(DEVICE_ID.upper(), fetch)
+        second = cache.device(DEVICE_ID, fetch)
+
+        assert first == second == device()
+        assert store.calls == ["get_device"]
+        assert fetch.calls == []
+
+    def test_a_fetched_answer_is_stored_with_its_lifetime(
+        self, clock: FakeClock
+    ) -> None:
+        store = DictStore()
+        cache = FactsCache(ttl_seconds=3600, clock=clock, store=store)
+
+        cache.device(DEVICE_ID, FakeLookup({DEVICE_ID: device()}))
+        cache.file(SHA1, FakeLookup())
+
+        assert store.devices == {DEVICE_ID: (device(), 3600)}
+        assert store.files == {SHA1: (None, MISSING_TTL_SECONDS)}
+
+    def test_an_absence_found_in_the_store_is_not_fetched(
+        self, clock: FakeClock
+    ) -> None:
+        store = DictStore()
+        store.files[SHA1] = (None, MISSING_TTL_SECONDS)
+        cache = FactsCache(ttl_seconds=3600, clock=clock, store=store)
+        fetch = FakeLookup({SHA1: FileFacts(sha1=SHA1, source="api")})
+
+        found = cache.file(SHA1, fetch)
+
+        assert found is None
+        assert fetch.calls == []
+
+    def test_a_failing_store_is_passed_by_with_a_warning(
+        self, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        store = DictStore()
+        store.fault = ServiceRequestError("connection refused")
+        cache = FactsCache(ttl_seconds=60, clock=clock, store=store)
+        fetch = FakeLookup({DEVICE_ID: device()})
+
+        with caplog.at_level(logging.WARNING, logger="shared.facts_cache"):
+            found = cache.device(DEVICE_ID, fetch)
+            again = cache.device(DEVICE_ID, fetch)
+
+        assert found == again == device()
+        assert fetch.calls == [DEVICE_ID]
+        assert [(r.msg, r.operation, r.kind) for r in caplog.records] == [
+            ("facts_store.unavailable", "read", "device"),
+            ("facts_store.unavailable", "write", "device"),
+        ]
+
+    def test_a_fault_other_than_storage_still_raises(self, clock: FakeClock) -> None:
+        store = DictStore()
+        store.fault = RuntimeError("a bug, not an outage")
+        cache = FactsCache(ttl_seconds=60, clock=clock, store=store)
+
+        with pytest.raises(RuntimeError, match="a bug"):
+            cache.device(DEVICE_ID, FakeLookup({DEVICE_ID: device()}))
+
+    def test_a_failed_fetch_stores_nothing(self, clock: FakeClock) -> None:
+        store = DictStore()
+        cache = FactsCache(ttl_seconds=60, clock=clock, store=store)
+        fetch = FakeLookup()
+        fetch.fault = ApiRequestError("connection reset")
+
+        with pytest.raises(ApiRequestError):
+            cache.device(DEVICE_ID, fetch)
+
+        assert store.calls == ["get_device"]
+
+    def test_zero_lifetime_leaves_the_store_alone(self, clock: FakeClock) -> None:
+        store = DictStore()
+        cache = FactsCache.from_settings(
+            Settings(fact_cache_seconds=0), store, clock=clock
+        )
+
+        cache.device(DEVICE_ID, FakeLookup({DEVICE_ID: device()}))
+
+        assert store.calls == []
