@@ -11,10 +11,17 @@ Failures are raised by what is safe to do next (``shared.errors``):
 - 5xx: retried with exponential backoff and full jitter, then ``ApiResponseError``;
 - 429: waits for ``Retry-After`` (or backs off) when the wait is short; a longer
   wait raises ``ApiThrottled`` at once with the time to come back, so the caller
-  can defer the target instead of holding an Event Hub partition;
+  can defer the target instead of holding an Event Hub partition. With a shared
+  budget (below) a 429 is never waited out: the API is held in the budget for
+  every instance and ``ApiThrottled`` is raised at once;
 - 401: the token is renewed once and the request sent once more; a second 401,
   or a 403, raises ``ApiAuthError``;
 - other 4xx: ``ApiResponseError`` with Defender's code, message and correlation id.
+
+With a ``shared.budget.Budget``, every request (each retry included) first spends
+one call on its API, keyed by route template. When the API has no budget left,
+``ApiBudgetExhausted`` is raised and nothing is sent; a fault of the budget's
+storage is an ``ApiRequestError``, since nothing was sent either.
 
 Identifiers are validated before they are placed in a URL, and OData filter values
 are quoted, so that no input can reach another endpoint.
@@ -64,6 +71,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from shared import PRODUCT, __version__, telemetry
+from shared.budget import DEVICE_AV_INFO_ROUTE, Budget
 from shared.clouds import resolve_cloud
 from shared.credentials import (
     PermissionReport,
@@ -267,7 +275,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Budget:
+class _Retries:
     """Retries left for one logical call; shared across resends of a submission."""
 
     __slots__ = ("attempts", "retries_used", "total")
@@ -293,7 +301,7 @@ class _MaybeSent(Exception):
 _MACHINE = "machines/{id}"
 _SUBMIT = "machines/{id}/StopAndQuarantineFile"
 _FILE = "files/{id}"
-_AV_INFO = "deviceavinfo"
+_AV_INFO = DEVICE_AV_INFO_ROUTE
 _ACTIONS = "machineactions"
 _ACTION = "machineactions/{id}"
 _CANCEL = "machineactions/{id}/cancel"
@@ -304,7 +312,8 @@ class DefenderClient:
     """Calls the Defender for Endpoint API on behalf of the playbook.
 
     ``clock``, ``sleep`` and ``jitter`` are injectable so that tests can assert
-    every wait without waiting.
+    every wait without waiting. ``budget``, when given, is spent before every
+    request and held on every 429 (see the module docstring).
     """
 
     def __init__(
@@ -321,6 +330,7 @@ class DefenderClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         session: requests.Session | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._api_root = api_url.rstrip("/") + "/api"
         self._tokens = tokens
@@ -332,6 +342,7 @@ class DefenderClient:
         self._sleep = sleep
         self._jitter = jitter
         self._session = session or _new_session()
+        self._budget = budget
 
     @classmethod
     def from_settings(
@@ -341,6 +352,7 @@ class DefenderClient:
         max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
         clock: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        budget: Budget | None = None,
     ) -> DefenderClient:
         """A client for the configured cloud and credential.
 
@@ -360,6 +372,7 @@ class DefenderClient:
             expected_audience=cloud.scope.removesuffix("/.default"),
             clock=clock,
             sleep=sleep,
+            budget=budget,
         )
 
     def close(self) -> None:
@@ -402,7 +415,10 @@ class DefenderClient:
 
         Raises:
             ApiOutcomeUnknown: the request was sent, no answer came back, and the
-                list of machine actions could not say whether it took effect.
+                list of machine actions could not say whether it took effect (the
+                list itself failed, or had no budget left).
+            ApiBudgetExhausted: no budget for the request; nothing was sent, or
+                what was sent before was found not to have taken effect.
         """
         machine_id = validate_device_id(machine_id)
         sha1 = validate_sha1(sha1)
@@ -410,22 +426,25 @@ class DefenderClient:
             raise ValueError("comment must not be empty")
         url = self._url(_SUBMIT, machine_id)
         body = {"Comment": comment, "Sha1": sha1}
-        budget = _Budget(self._max_retries)
+        retries = _Retries(self._max_retries)
 
         while True:
             attempt_started = self._clock()
             try:
+                # A resend spends budget like the first request. If none is left,
+                # ApiBudgetExhausted escapes: the lost answer was already looked
+                # for and found to have no action, so deferring is safe.
                 answer = self._call(
-                    "POST", _SUBMIT, url, body=body, idempotent=False, budget=budget
+                    "POST", _SUBMIT, url, body=body, idempotent=False, retries=retries
                 )
             except ApiOutcomeUnknown as unknown:
                 found = self._recover_submission(machine_id, sha1, attempt_started)
                 if found is not None:
                     return found
-                if budget.exhausted:
+                if retries.exhausted:
                     raise unknown
-                budget.retries_used += 1
-                self._log_retry(_SUBMIT, "outcome_unknown_not_found", 0.0, budget)
+                retries.retries_used += 1
+                self._log_retry(_SUBMIT, "outcome_unknown_not_found", 0.0, retries)
                 continue
             except ApiResponseError as error:
                 if error.code != "ActiveRequestAlreadyExists":
@@ -539,6 +558,9 @@ class DefenderClient:
                 top=_LOOKUP_TOP,
             )
         except ApiError as error:
+            # ApiBudgetExhausted lands here too: the list was not sent, but the
+            # submission before it may have been, so its caller must not read
+            # "nothing was sent" into it. The budget error stays as the cause.
             raise ApiOutcomeUnknown(
                 "StopAndQuarantineFile was sent without an answer, and the list of "
                 "machine actions could not be read to tell whether it took effect; "
@@ -610,28 +632,32 @@ class DefenderClient:
         *,
         body: Mapping[str, Any] | None = None,
         idempotent: bool = True,
-        budget: _Budget | None = None,
+        retries: _Retries | None = None,
     ) -> Any:
         """Send with retries; return the decoded JSON answer.
 
         A request that is not ``idempotent`` is never resent here once it may have
         been sent: a lost answer raises ``ApiOutcomeUnknown`` for the caller to
-        resolve. ``budget`` lets several calls share one count of retries.
+        resolve. ``retries`` lets several calls share one count of retries.
+
+        Every attempt spends budget first; ``ApiBudgetExhausted`` from the budget
+        leaves at once, with nothing sent.
         """
-        budget = budget or _Budget(self._max_retries)
+        retries = retries or _Retries(self._max_retries)
         refreshed = False
         renew_token = False
 
         while True:
             token = self._token(force_refresh=renew_token)
             renew_token = False
+            self._spend_budget(route)
             try:
                 response = self._send(
-                    method, route, url, body=body, token=token, budget=budget
+                    method, route, url, body=body, token=token, retries=retries
                 )
             except _NotSent as exc:
-                reason, wait = "connection_failed", self._backoff(budget)
-                if budget.exhausted:
+                reason, wait = "connection_failed", self._backoff(retries)
+                if retries.exhausted:
                     raise ApiRequestError(
                         f"{method} {route} could not reach Defender: {exc}"
                     ) from exc.__cause__
@@ -640,8 +666,8 @@ class DefenderClient:
                     raise ApiOutcomeUnknown(
                         f"{method} {route} was sent but its answer was lost: {exc}"
                     ) from exc.__cause__
-                reason, wait = "answer_lost", self._backoff(budget)
-                if budget.exhausted:
+                reason, wait = "answer_lost", self._backoff(retries)
+                if retries.exhausted:
                     raise ApiRequestError(
                         f"{method} {route} got no answer from Defender: {exc}"
                     ) from exc.__cause__
@@ -651,14 +677,14 @@ class DefenderClient:
                     return self._decode(response, method, route)
                 if status == 401 and not refreshed:
                     refreshed = renew_token = True
-                    self._log_retry(route, "unauthorized", 0.0, budget)
+                    self._log_retry(route, "unauthorized", 0.0, retries)
                     continue
                 reason, wait = self._judge_failure(
-                    response, method, route, budget, idempotent
+                    response, method, route, retries, idempotent
                 )
 
-            budget.retries_used += 1
-            self._log_retry(route, reason, wait, budget)
+            retries.retries_used += 1
+            self._log_retry(route, reason, wait, retries)
             self._sleep(wait)
 
     def _judge_failure(
@@ -666,7 +692,7 @@ class DefenderClient:
         response: requests.Response,
         method: str,
         route: str,
-        budget: _Budget,
+        retries: _Retries,
         idempotent: bool,
     ) -> tuple[str, float]:
         """The reason and wait for a retry, or the error to raise instead."""
@@ -677,14 +703,18 @@ class DefenderClient:
             asked = parse_retry_after(
                 response.headers.get("Retry-After"), self._clock()
             )
-            wait = asked if asked is not None else self._backoff(budget)
-            if wait > self._max_wait or budget.exhausted:
+            wait = asked if asked is not None else self._backoff(retries)
+            # With a shared budget the wait is never spent here: an Event Hub
+            # handler must not sleep, and every instance must stop calling.
+            if self._budget is not None or wait > self._max_wait or retries.exhausted:
                 # Without Retry-After, come back after the longest wait this
                 # retry could have drawn, not a lucky short one.
                 if asked is None:
-                    wait = backoff_seconds(budget.retries_used, 1.0)
+                    wait = backoff_seconds(retries.retries_used, 1.0)
+                retry_at = self._clock() + timedelta(seconds=wait)
+                self._hold_budget(route, retry_at)
                 raise ApiThrottled(
-                    retry_at=self._clock() + timedelta(seconds=wait),
+                    retry_at=retry_at,
                     code=error.code or "TooManyRequests",
                     message=error.message,
                     correlation_id=error.correlation_id,
@@ -698,8 +728,8 @@ class DefenderClient:
                 f"{method} {route} answered {status} from a gateway; Defender may "
                 "have acted on it"
             )
-        if status >= 500 and not budget.exhausted:
-            return f"status_{status}", self._backoff(budget)
+        if status >= 500 and not retries.exhausted:
+            return f"status_{status}", self._backoff(retries)
 
         kind = ApiAuthError if status in (401, 403) else ApiResponseError
         raise kind(
@@ -719,7 +749,7 @@ class DefenderClient:
         *,
         body: Mapping[str, Any] | None,
         token: str,
-        budget: _Budget,
+        retries: _Retries,
     ) -> requests.Response:
         """One HTTP exchange; every request to Defender passes through here.
 
@@ -728,7 +758,7 @@ class DefenderClient:
         row per route in Application Insights, not one per device), and the
         bearer token, sent as a header, is never an attribute.
         """
-        budget.attempts += 1
+        retries.attempts += 1
         started = time.perf_counter()
         status: int | None = None
         failure: str | None = None
@@ -736,7 +766,7 @@ class DefenderClient:
             "http.request.method": method,
             "url.full": f"{self._api_root}/{route}",
             "url.template": route,
-            "defender.attempt": budget.attempts,
+            "defender.attempt": retries.attempts,
         }
 
         with tracer.start_as_current_span(
@@ -770,10 +800,47 @@ class DefenderClient:
                         "route": route,
                         "status": status,
                         "failure": failure,
-                        "attempt": budget.attempts,
+                        "attempt": retries.attempts,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     },
                 )
+
+    def _spend_budget(self, route: str) -> None:
+        """Count the request about to be sent against its API's budget.
+
+        Raises:
+            ApiBudgetExhausted: no budget now; nothing was sent.
+            ApiRequestError: the budget's storage failed; nothing was sent.
+        """
+        if self._budget is None:
+            return
+        try:
+            self._budget.spend(route)
+        except AzureError as exc:
+            # The storage error's text may quote its request; its type is enough
+            # here, and it stays attached as the cause.
+            raise ApiRequestError(
+                f"the API budget for {route} could not be read or written "
+                f"({type(exc).__name__}); nothing was sent"
+            ) from exc
+
+    def _hold_budget(self, route: str, until: datetime) -> None:
+        """Stop every instance calling ``route`` before ``until``, if shared."""
+        if self._budget is None:
+            return
+        try:
+            self._budget.hold(route, until)
+        except AzureError as exc:
+            # The 429 is still raised and the caller defers; another instance
+            # that calls this API meets its own 429 and holds it then.
+            logger.warning(
+                "defender.budget_hold_failed",
+                extra={
+                    "route": route,
+                    "retry_at": until.isoformat(),
+                    "error": type(exc).__name__,
+                },
+            )
 
     def _token(self, *, force_refresh: bool) -> str:
         try:
@@ -784,8 +851,8 @@ class DefenderClient:
                 + _truncate(str(exc))
             ) from exc
 
-    def _backoff(self, budget: _Budget) -> float:
-        return backoff_seconds(budget.retries_used, self._jitter())
+    def _backoff(self, retries: _Retries) -> float:
+        return backoff_seconds(retries.retries_used, self._jitter())
 
     def _decode(self, response: requests.Response, method: str, route: str) -> Any:
         try:
@@ -817,14 +884,14 @@ class DefenderClient:
         )
 
     @staticmethod
-    def _log_retry(route: str, reason: str, wait: float, budget: _Budget) -> None:
+    def _log_retry(route: str, reason: str, wait: float, retries: _Retries) -> None:
         logger.info(
             "defender.retry",
             extra={
                 "route": route,
                 "reason": reason,
                 "wait_seconds": round(wait, 3),
-                "retry": budget.retries_used,
+                "retry": retries.retries_used,
             },
         )
 

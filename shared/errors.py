@@ -6,6 +6,7 @@
     ├── SettingsError            a setting is missing or malformed (start-up)
     └── ApiError                 anything that went wrong talking to Defender
         ├── ApiRequestError      not sent, or failed before any answer
+        ├── ApiBudgetExhausted   not sent: no budget left for that API until a time
         ├── ApiResponseError     Defender answered an error: status, code, message
         │   ├── ApiThrottled     429: carries the time the API asked us to wait
         │   └── ApiAuthError     401/403: never retried; credentials need a person
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "ApiAuthError",
+    "ApiBudgetExhausted",
     "ApiError",
     "ApiOutcomeUnknown",
     "ApiRequestError",
@@ -55,6 +57,23 @@ class ApiRequestError(ApiError):
 
     Safe to retry for reads. For a submission, see ``ApiOutcomeUnknown``.
     """
+
+
+class ApiBudgetExhausted(ApiError):
+    """The call was not sent: the API's budget allows no call before ``retry_at``.
+
+    Raised before anything leaves the process, so trying again at ``retry_at`` or
+    later is always safe. ``route`` is the API, as a route template such as
+    ``machines/{id}/StopAndQuarantineFile``; ``retry_at`` is timezone-aware UTC.
+    """
+
+    def __init__(self, route: str, retry_at: datetime) -> None:
+        self.route = route
+        self.retry_at = retry_at
+        super().__init__(
+            f"no API budget left for {route} until {retry_at.isoformat()}; "
+            "the call was not sent"
+        )
 
 
 class ApiOutcomeUnknown(ApiError):
