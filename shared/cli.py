@@ -18,9 +18,10 @@ from pathlib import Path
 from shared import PRODUCT, __version__, telemetry
 from shared.alert_formats import extract
 from shared.errors import ApiError, SettingsError
+from shared.ledger import LedgerEntry
 from shared.pipeline import Message, Outcome
-from shared.playbook import build_pipeline
-from shared.settings import load_settings
+from shared.playbook import State, build_pipeline, build_state
+from shared.settings import Settings, load_settings
 from simulator.cli import register as register_simulator
 
 EXIT_OK = 0
@@ -117,6 +118,32 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay_parser.set_defaults(run=_run_replay)
 
+    actions_parser = commands.add_parser(
+        "actions",
+        help="list the ledger: targets, their machine actions and verdicts",
+        description=(
+            "Print one JSON document per target in the ledger (the storage account "
+            "of AzureWebJobsStorage): its machine action and status, submissions, "
+            "the alerts that named it and its latest verdict."
+        ),
+    )
+    actions_parser.add_argument(
+        "--open",
+        action="store_true",
+        help="only targets whose machine action is still Pending or InProgress",
+    )
+    actions_parser.set_defaults(run=_run_actions)
+
+    backlog_parser = commands.add_parser(
+        "backlog",
+        help="show how many targets wait in the backlog, and for how long",
+        description=(
+            "Print the backlog queue's depth (delayed messages included), the age "
+            "of its oldest visible message, and the poison queue's depth."
+        ),
+    )
+    backlog_parser.set_defaults(run=_run_backlog)
+
     # The simulator lives outside ``shared`` (it is not deployed), so its command
     # registers itself from there.
     register_simulator(commands)
@@ -165,7 +192,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         messages.append(Message(body=body, source="stdin" if path == "-" else path))
 
     try:
-        pipeline = build_pipeline(load_settings())
+        settings = load_settings()
+        state = _state(settings, "replay")
+        pipeline = build_pipeline(settings, state=state)
     except SettingsError as exc:
         print(f"{PRODUCT} replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -182,6 +211,56 @@ def _run_replay(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.to_json(), sort_keys=True))
     print(_summary(outcomes), file=sys.stderr)
     return EXIT_OK
+
+
+def _run_actions(args: argparse.Namespace) -> int:
+    try:
+        state = _state(load_settings(), "actions")
+    except SettingsError as exc:
+        print(f"{PRODUCT} actions: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    entries = state.ledger.entries(open_only=args.open)
+    for entry in sorted(entries, key=lambda e: (e.submitted_at is None, e.sha1)):
+        print(json.dumps(_entry_json(entry), sort_keys=True))
+    print(f"{len(entries)} targets", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_backlog(args: argparse.Namespace) -> int:
+    try:
+        state = _state(load_settings(), "backlog")
+    except SettingsError as exc:
+        print(f"{PRODUCT} backlog: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    print(json.dumps(state.backlog.depth().to_json(), sort_keys=True))
+    return EXIT_OK
+
+
+def _state(settings: Settings, command: str) -> State:
+    """The configured state; said on standard error when it is only in memory."""
+    state = build_state(settings)
+    if not state.durable:
+        print(f"{PRODUCT} {command}: state kept in {state.where}", file=sys.stderr)
+    return state
+
+
+def _entry_json(entry: LedgerEntry) -> dict[str, object]:
+    latest = entry.verdicts[-1] if entry.verdicts else None
+    return {
+        "device_id": entry.device_id,
+        "sha1": entry.sha1,
+        "action_id": entry.action_id,
+        "action_status": entry.action_status,
+        "submitted_at": entry.submitted_at.isoformat() if entry.submitted_at else None,
+        "submissions": entry.submissions,
+        "alert_ids": entry.alert_ids,
+        "last_verdict": latest.verdict if latest else None,
+        "last_reason": latest.reason if latest else None,
+        "last_seen": entry.last_seen.isoformat() if entry.last_seen else None,
+        "last_error": entry.last_error,
+    }
 
 
 def _summary(outcomes: list[Outcome]) -> str:

@@ -7,15 +7,19 @@ one did. Each target lives through the steps of ``shared/design.md``:
 2. screen    cheap checks without any API call, then the ledger (duplicates)
 3. qualify   device and file facts: from the alert, else the cache, else the API
 4. guard     kill switch, per-file device cap, dry-run
-5. submit    StopAndQuarantineFile with a comment that names the alert
+5. submit    claim the target in the ledger, call StopAndQuarantineFile with a
+             comment that names the alert, record the machine action
 
 A failure that concerns one target (a 404 for a file never seen on that device, a
 throttled call) becomes that target's outcome; it never stops the other targets.
+A target that cannot be finished now (no API budget, a 429, a passing fault,
+another instance submitting it) is put on the backlog before ``run`` returns, with
+the time to try again; the backlog's trigger brings it back through
+``run_deferred``. Only a fault of the state itself (storage unreachable) raises:
+the trigger's retry policy then holds the input until storage answers.
 
-Limitations:
-    A deferred target (throttled, API unavailable) is reported with the time to try
-    again but not yet kept anywhere durable: the backlog queue that resubmits it is
-    issue #6. Until then the caller must act on ``verdict == "defer"`` outcomes.
+Every judgement is noted in the ledger, so a target's history (verdicts, alerts,
+machine action) is one entity, whichever instance judged it.
 """
 
 from __future__ import annotations
@@ -38,17 +42,30 @@ from opentelemetry import trace
 
 from shared import policy, telemetry
 from shared.alert_formats import extract, extract_document
+from shared.backlog import Backlog, DeferredTarget, PoisonRecord, is_fault_deferral
 from shared.comment import quarantine_comment
 from shared.errors import (
     ApiAuthError,
+    ApiBudgetExhausted,
     ApiError,
     ApiOutcomeUnknown,
     ApiResponseError,
     ApiThrottled,
 )
 from shared.facts_cache import FactsCache
-from shared.ledger import Ledger
-from shared.machine_actions import Submission
+from shared.ledger import (
+    Claim,
+    ClaimRefusal,
+    Ledger,
+    LedgerConflictError,
+    LedgerEntityError,
+)
+from shared.machine_actions import (
+    MachineAction,
+    MachineActionStatus,
+    Submission,
+    SubmissionOutcome,
+)
 from shared.settings import QuarantineMode, Settings
 from shared.targets import DeviceFacts, Extraction, FileFacts, Rejection, Target
 
@@ -57,6 +74,8 @@ tracer = trace.get_tracer(__name__)
 
 # How long to wait before trying again after a fault that did not say when.
 _DEFAULT_DEFER = timedelta(minutes=1)
+# Other instances were writing the same entry; they are done within seconds.
+_CONFLICT_DEFER = timedelta(seconds=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +101,13 @@ class QuarantineApi(Protocol):
     def submit_quarantine(self, device_id: str, sha1: str, comment: str) -> Submission:
         """Call StopAndQuarantineFile for one target; "already in progress" is a
         result, not an error."""
+        ...
+
+    def find_submission(
+        self, device_id: str, sha1: str, since: datetime
+    ) -> Submission | None:
+        """The StopAndQuarantineFile action for this target created since
+        ``since``, if Defender has one (a submission whose answer was lost)."""
         ...
 
     def alert_document(self, alert_id: str) -> Mapping[str, Any]:
@@ -112,6 +138,7 @@ class Outcome:
     action_status: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+    backlog: str | None = None
     facts: Mapping[str, str | int | bool | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -132,8 +159,9 @@ class Pipeline:
         settings: the app settings; ``run`` may override the mode for one call.
         api: Defender, or None when no API is configured (facts not carried by
             the alert are then unknown, and nothing can be submitted).
-        ledger: where submissions are recorded and looked up.
+        ledger: where targets, claims and machine actions are recorded.
         facts_cache: device and file facts fetched from the API, with expiry.
+        backlog: where targets that cannot be finished now wait.
         now: the clock, injectable for tests.
     """
 
@@ -144,13 +172,23 @@ class Pipeline:
         api: QuarantineApi | None,
         ledger: Ledger,
         facts_cache: FactsCache,
+        backlog: Backlog,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
         self._api = api
         self._ledger = ledger
         self._facts = facts_cache
+        self._backlog = backlog
         self._now = now
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    @property
+    def backlog(self) -> Backlog:
+        return self._backlog
 
     def run(
         self, messages: Iterable[Message], *, dry_run: bool | None = None
@@ -191,6 +229,20 @@ class Pipeline:
             dry_run=dry_run,
         )
 
+    def run_deferred(self, item: DeferredTarget) -> Outcome:
+        """Judge a target from the backlog again, with today's settings and facts.
+
+        Nothing is carried over from its first judgement but its attempts: the
+        kill switch, exclusions and the device cap apply as they stand now.
+        """
+        settings = self._settings
+        with tracer.start_as_current_span(
+            "pipeline.deferred", attributes={"attempts": item.attempts}
+        ):
+            return self._traced_target(
+                item.target, item.source, settings, _Run(), prior=item
+            )
+
     def _run_all(
         self,
         extractions: list[tuple[str, Extraction, datetime | None]],
@@ -217,9 +269,15 @@ class Pipeline:
         return outcomes
 
     def _traced_target(
-        self, target: Target, source: str, settings: Settings, run: _Run
+        self,
+        target: Target,
+        source: str,
+        settings: Settings,
+        run: _Run,
+        *,
+        prior: DeferredTarget | None = None,
     ) -> Outcome:
-        """Process one target inside its own span, then log and count its outcome."""
+        """Process one target inside its own span; note, keep, log and count it."""
         identity = {
             "alert_id": target.alert_id,
             "device_id": target.device_id,
@@ -228,7 +286,21 @@ class Pipeline:
         with tracer.start_as_current_span(
             "pipeline.target", attributes=identity
         ) as span:
-            outcome = self._process_target(target, source, settings, run)
+            try:
+                outcome = self._process_target(target, source, settings, run)
+            except LedgerEntityError as exc:
+                # One unreadable entry must not hold every other target back; it
+                # waits on the backlog, and in the poison queue if it stays so.
+                outcome = _OutcomeFor(target, source).make(
+                    verdict="defer",
+                    reason="ledger_unreadable",
+                    error=str(exc),
+                    retry_at=self._now() + _DEFAULT_DEFER,
+                )
+            if outcome.verdict == "defer":
+                outcome = self._keep_deferred(target, outcome, prior)
+            if outcome.reason != "ledger_unreadable":
+                self._note_verdict(target, outcome)
             span.set_attributes(_outcome_fields(outcome))
             _log_outcome(outcome)
 
@@ -236,6 +308,57 @@ class Pipeline:
             outcome.verdict, outcome.reason, outcome.submission
         )
         return outcome
+
+    def _keep_deferred(
+        self, target: Target, outcome: Outcome, prior: DeferredTarget | None
+    ) -> Outcome:
+        """Put a deferred target on the backlog, or set it aside when it has
+        failed too often. A backlog that cannot take it raises: see the module."""
+        now = self._now()
+        attempts = prior.attempts if prior else 0
+        if is_fault_deferral(outcome.reason):
+            attempts += 1
+
+        if attempts > self._settings.backlog_max_attempts:
+            item = DeferredTarget(
+                target=target,
+                reason=outcome.reason,
+                retry_at=outcome.retry_at or now,
+                attempts=attempts,
+                first_deferred_at=prior.first_deferred_at if prior else now,
+                source=outcome.source,
+            )
+            self._backlog.poison(
+                PoisonRecord(
+                    reason=f"attempts_exhausted: {attempts} tries, last "
+                    f"{outcome.reason}: {outcome.error or outcome.detail}",
+                    body=item.to_message(),
+                    poisoned_at=now,
+                )
+            )
+            return dataclasses.replace(outcome, backlog="poisoned")
+
+        self._backlog.defer(
+            DeferredTarget(
+                target=target,
+                reason=outcome.reason,
+                retry_at=outcome.retry_at or now + _DEFAULT_DEFER,
+                attempts=attempts,
+                first_deferred_at=prior.first_deferred_at if prior else now,
+                source=outcome.source,
+            )
+        )
+        return dataclasses.replace(outcome, backlog="queued")
+
+    def _note_verdict(self, target: Target, outcome: Outcome) -> None:
+        self._ledger.record_verdict(
+            device_id=target.device_id,
+            sha1=target.sha1,
+            alert_id=target.alert_id,
+            verdict=outcome.verdict,
+            reason=outcome.submission or outcome.reason,
+            at=self._now(),
+        )
 
     def _record_delay(self, outcome: Outcome, enqueued_time: datetime | None) -> None:
         answered = outcome.submission is not None and outcome.submission != "failed"
@@ -284,20 +407,14 @@ class Pipeline:
         if guarded.kind is not policy.VerdictKind.SUBMIT:
             return outcome.judged(guarded)
 
-        return self._submit(target, guarded, outcome, now)
+        return self._submit(target, guarded, outcome, settings)
 
     def _duplicate_of(
         self, target: Target, run: _Run, outcome: _OutcomeFor
     ) -> Outcome | None:
         entry = self._ledger.find(target.device_id, target.sha1)
         if entry is not None and entry.blocks_resubmission:
-            return outcome.make(
-                verdict="skip",
-                reason=str(policy.Reason.DUPLICATE),
-                detail="an action for this device and file is open or succeeded",
-                action_id=entry.action_id,
-                action_status=entry.action_status,
-            )
+            return outcome.duplicate(entry.action_id, entry.action_status)
         if run.already_judged(target):
             return outcome.make(
                 verdict="skip",
@@ -329,8 +446,9 @@ class Pipeline:
         target: Target,
         verdict: policy.Verdict,
         outcome: _OutcomeFor,
-        now: datetime,
+        settings: Settings,
     ) -> Outcome:
+        now = self._now()
         if self._api is None:
             return outcome.make(
                 verdict="defer",
@@ -339,28 +457,58 @@ class Pipeline:
                 retry_at=now + _DEFAULT_DEFER,
             )
 
-        comment = quarantine_comment(target.alert_id)
         try:
-            submission = self._api.submit_quarantine(
-                target.device_id, target.sha1, comment
+            claim = self._ledger.claim(
+                device_id=target.device_id,
+                sha1=target.sha1,
+                alert_id=target.alert_id,
+                at=now,
+                max_submissions=settings.max_submissions_per_target,
             )
+        except LedgerConflictError as exc:
+            return outcome.make(
+                verdict="defer",
+                reason="ledger_conflict",
+                error=str(exc),
+                retry_at=now + _CONFLICT_DEFER,
+            )
+        if not claim.granted:
+            return outcome.refused_claim(claim)
+
+        return self._submit_claimed(target, claim, verdict, outcome, self._api)
+
+    def _submit_claimed(
+        self,
+        target: Target,
+        claim: Claim,
+        verdict: policy.Verdict,
+        outcome: _OutcomeFor,
+        api: QuarantineApi,
+    ) -> Outcome:
+        """Submit under a granted claim; every path ends the claim or records."""
+        try:
+            submission = self._recovered_submission(target, claim, api)
+            if submission is None:
+                submission = api.submit_quarantine(
+                    target.device_id, target.sha1, quarantine_comment(target.alert_id)
+                )
         except ApiError as exc:
+            now = self._now()
             if _is_permanent(exc):
+                self._ledger.record_refusal(claim, error=_describe(exc), at=now)
                 return outcome.failed(exc, verdict)
+            self._ledger.release(
+                claim, maybe_sent=isinstance(exc, ApiOutcomeUnknown), at=now
+            )
             return outcome.deferred(exc, now)
 
         action = submission.action
         if action is not None and action.is_final:
             telemetry.record_machine_action_outcome(str(action.status))
         action_id = action.id if action else None
-        action_status = action.raw_status if action else None
+        action_status = _status_name(action) if action else None
         self._ledger.record_submission(
-            device_id=target.device_id,
-            sha1=target.sha1,
-            alert_id=target.alert_id,
-            action_id=action_id,
-            action_status=action_status,
-            at=now,
+            claim, action_id=action_id, action_status=action_status, at=self._now()
         )
         return outcome.make(
             verdict="submit",
@@ -370,6 +518,31 @@ class Pipeline:
             action_status=action_status,
             facts=verdict.facts,
         )
+
+    def _recovered_submission(
+        self, target: Target, claim: Claim, api: QuarantineApi
+    ) -> Submission | None:
+        """The action an earlier holder of this target created, if it got that far.
+
+        A claim left by an instance that died mid-submission says since when to
+        look; the action found is recorded instead of submitting again.
+        """
+        if claim.recover_since is None:
+            return None
+
+        found = api.find_submission(target.device_id, target.sha1, claim.recover_since)
+        if found is not None:
+            logger.info(
+                "target.submission_recovered",
+                extra={
+                    "alert_id": target.alert_id,
+                    "device_id": target.device_id,
+                    "sha1": target.sha1,
+                    "action_id": found.action.id if found.action else None,
+                },
+            )
+            return Submission(SubmissionOutcome.RECOVERED_AFTER_UNKNOWN, found.action)
+        return None
 
 
 class _OutcomeFor:
@@ -406,9 +579,43 @@ class _OutcomeFor:
             facts=verdict.facts,
         )
 
+    def duplicate(self, action_id: str | None, action_status: str | None) -> Outcome:
+        return self.make(
+            verdict="skip",
+            reason=str(policy.Reason.DUPLICATE),
+            detail="an action for this device and file is open or succeeded",
+            action_id=action_id,
+            action_status=action_status,
+        )
+
+    def refused_claim(self, claim: Claim) -> Outcome:
+        entry = claim.entry
+        if claim.refusal is ClaimRefusal.CLAIMED_ELSEWHERE:
+            return self.make(
+                verdict="defer",
+                reason=str(claim.refusal),
+                detail="another instance is submitting this device and file",
+                retry_at=claim.retry_at,
+            )
+        if claim.refusal is ClaimRefusal.DUPLICATE:
+            return self.duplicate(
+                entry.action_id if entry else None,
+                entry.action_status if entry else None,
+            )
+        return self.make(
+            verdict="skip",
+            reason=str(claim.refusal),
+            detail=f"submitted {entry.submissions if entry else '?'} times already; "
+            f"last status {entry.action_status if entry else '?'}",
+            action_id=entry.action_id if entry else None,
+            action_status=entry.action_status if entry else None,
+        )
+
     def deferred(self, exc: ApiError, now: datetime) -> Outcome:
         retry_at = (
-            exc.retry_at if isinstance(exc, ApiThrottled) else now + _DEFAULT_DEFER
+            exc.retry_at
+            if isinstance(exc, ApiThrottled | ApiBudgetExhausted)
+            else now + _DEFAULT_DEFER
         )
         return self.make(
             verdict="defer",
@@ -422,7 +629,7 @@ class _OutcomeFor:
             verdict="submit",
             reason=str(verdict.reason),
             submission="failed",
-            error=f"{exc.code or exc.status}: {exc.message}",
+            error=_describe(exc),
             facts=verdict.facts,
         )
 
@@ -488,6 +695,7 @@ def _outcome_fields(outcome: Outcome) -> dict[str, str]:
         "status": outcome.action_status,
         "submission": outcome.submission,
         "retry_at": outcome.retry_at.isoformat() if outcome.retry_at else None,
+        "backlog": outcome.backlog,
     }
     return {key: value for key, value in fields.items() if value is not None}
 
@@ -509,7 +717,21 @@ def _log_outcome(outcome: Outcome) -> None:
         logger.info("target.skipped", extra=fields)
 
 
+def _status_name(action: MachineAction) -> str:
+    """The canonical name of a known status ("Cancelled" for "Canceled"), which
+    the ledger and the tracker compare; an unknown one as Defender spelled it."""
+    if action.status is MachineActionStatus.UNKNOWN:
+        return action.raw_status
+    return str(action.status)
+
+
+def _describe(exc: ApiResponseError) -> str:
+    return f"{exc.code or exc.status}: {exc.message}"
+
+
 def _defer_reason(exc: ApiError) -> str:
+    if isinstance(exc, ApiBudgetExhausted):
+        return "api_budget_exhausted"
     if isinstance(exc, ApiThrottled):
         return "api_throttled"
     if isinstance(exc, ApiAuthError):

@@ -81,6 +81,7 @@ class SettingSpec:
 _G_MODE = "Mode and guardrails"
 _G_API = "Defender API"
 _G_POLICY = "Policy"
+_G_STATE = "State and backlog"
 _G_HOST = "Functions host"
 _G_MONITOR = "Monitoring"
 
@@ -106,6 +107,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "targets beyond are held with a reason.",
         "50",
         "50",
+    ),
+    SettingSpec(
+        "MAX_SUBMISSIONS_PER_TARGET",
+        _G_MODE,
+        "Submissions of one device and file in all; after Failed, TimeOut or "
+        "Cancelled a later alert may submit again until this many.",
+        "3",
+        "3",
+    ),
+    SettingSpec(
+        "API_BUDGET_SHARE_PERCENT",
+        _G_MODE,
+        "Share of each Defender API rate limit this app may spend; lower it when "
+        "other tools use the same app registration.",
+        "100",
+        "100",
     ),
     SettingSpec(
         "DEFENDER_CLOUD",
@@ -278,6 +295,65 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "3600",
     ),
     SettingSpec(
+        "AzureWebJobsStorage",
+        _G_STATE,
+        "The function app's storage account: the host's checkpoints and timers, "
+        "and the playbook's ledger, API budget and backlog. Empty on the command "
+        "line keeps that state in memory for the run.",
+        "",
+        "UseDevelopmentStorage=true",
+        secret=True,
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__accountName",
+        _G_STATE,
+        "Instead of a connection string: the storage account name, reached with "
+        "the app's managed identity.",
+        "",
+        "",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__clientId",
+        _G_STATE,
+        "Client id of the user-assigned identity for that account; empty uses the "
+        "system-assigned one.",
+        "",
+        "",
+    ),
+    SettingSpec(
+        "STATE_TABLE_PREFIX",
+        _G_STATE,
+        "Prefix of the playbook's tables (`<prefix>ledger`, `<prefix>budget`, "
+        "`<prefix>facts`); letters and digits.",
+        "defenderquarantine",
+        "defenderquarantine",
+    ),
+    SettingSpec(
+        "BACKLOG_QUEUE_NAME",
+        _G_STATE,
+        "Storage queue of deferred targets; the host moves failing messages to "
+        "`<name>-poison`.",
+        "quarantine-backlog",
+        "quarantine-backlog",
+    ),
+    SettingSpec(
+        "BACKLOG_MAX_ATTEMPTS",
+        _G_STATE,
+        "Times a target deferred by a fault (5xx, lost answer, refused token) is "
+        "tried before it goes to the poison queue; waits for budget do not count.",
+        "12",
+        "12",
+    ),
+    SettingSpec(
+        "ACTION_TRACKER_SCHEDULE",
+        _G_STATE,
+        "NCRONTAB schedule (six fields, UTC) of the timer that follows open "
+        "machine actions.",
+        "0 */2 * * * *",
+        "0 */2 * * * *",
+        host_only=True,
+    ),
+    SettingSpec(
         "REPLAY_MAX_BODY_BYTES",
         _G_HOST,
         "Largest body the replay endpoint accepts; larger gets 413.",
@@ -308,15 +384,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "",
         "Endpoint=sb://localhost/;SharedAccessKeyName=local;SharedAccessKey=local;"
         "EntityPath=defender-alerts",
-        secret=True,
-        host_only=True,
-    ),
-    SettingSpec(
-        "AzureWebJobsStorage",
-        _G_HOST,
-        "The function app's storage account (checkpoints, timers).",
-        "",
-        "UseDevelopmentStorage=true",
         secret=True,
         host_only=True,
     ),
@@ -367,6 +434,8 @@ class Settings:
     quarantine_mode: QuarantineMode = QuarantineMode.DRY_RUN
     kill_switch: bool = False
     max_devices_per_file_per_hour: int = 50
+    max_submissions_per_target: int = 3
+    api_budget_share: float = 1.0
 
     defender_cloud: str = "global"
     defender_api_url: str | None = None
@@ -393,6 +462,13 @@ class Settings:
     excluded_path_patterns: tuple[str, ...] = ()
     fact_cache_seconds: int = 3600
 
+    storage_connection_string: str | None = None
+    storage_account_name: str | None = None
+    storage_client_id: str | None = None
+    state_table_prefix: str = "defenderquarantine"
+    backlog_queue_name: str = "quarantine-backlog"
+    backlog_max_attempts: int = 12
+
     replay_max_body_bytes: int = 1_048_576
 
     applicationinsights_connection_string: str | None = None
@@ -408,6 +484,9 @@ class Settings:
             "defender_api_url": self.defender_api_url,
             "defender_token": "<set>" if self.defender_token else None,
             "defender_client_secret": "<set>" if self.defender_client_secret else None,
+            "storage": "<set>"
+            if self.storage_connection_string or self.storage_account_name
+            else None,
             "applicationinsights_connection_string": "<set>"
             if self.applicationinsights_connection_string
             else None,
@@ -434,6 +513,10 @@ class Settings:
             max_devices_per_file_per_hour=reader.integer(
                 "MAX_DEVICES_PER_FILE_PER_HOUR", minimum=1
             ),
+            max_submissions_per_target=reader.integer(
+                "MAX_SUBMISSIONS_PER_TARGET", minimum=1
+            ),
+            api_budget_share=reader.percent("API_BUDGET_SHARE_PERCENT"),
             defender_cloud=reader.choice("DEFENDER_CLOUD", CLOUDS),
             defender_api_url=reader.url("DEFENDER_API_URL"),
             defender_token=reader.optional("DEFENDER_TOKEN"),
@@ -467,6 +550,26 @@ class Settings:
                 sorted(reader.words("EXCLUDED_PATH_PATTERNS", separator=";"))
             ),
             fact_cache_seconds=reader.integer("FACT_CACHE_SECONDS", minimum=0),
+            storage_connection_string=reader.optional("AzureWebJobsStorage"),
+            storage_account_name=reader.pattern(
+                "AzureWebJobsStorage__accountName",
+                _ACCOUNT_NAME,
+                "3 to 24 lower-case letters and digits",
+            ),
+            storage_client_id=reader.optional("AzureWebJobsStorage__clientId"),
+            state_table_prefix=reader.pattern(
+                "STATE_TABLE_PREFIX",
+                _TABLE_PREFIX,
+                "a letter, then up to 49 letters and digits",
+            )
+            or "defenderquarantine",
+            backlog_queue_name=reader.pattern(
+                "BACKLOG_QUEUE_NAME",
+                _QUEUE_NAME,
+                "3 to 56 lower-case letters, digits and single hyphens",
+            )
+            or "quarantine-backlog",
+            backlog_max_attempts=reader.integer("BACKLOG_MAX_ATTEMPTS", minimum=1),
             replay_max_body_bytes=reader.integer("REPLAY_MAX_BODY_BYTES", minimum=1),
             applicationinsights_connection_string=reader.optional(
                 "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -487,6 +590,14 @@ def load_settings() -> Settings:
 
 
 _SPECS = {spec.name: spec for spec in SETTINGS}
+
+# Azure's naming rules: storage accounts 3-24 lower-case letters and digits; tables
+# 3-63 letters and digits starting with a letter (the prefix leaves room for the
+# longest suffix, "ledger"); queues 3-63 lower-case letters, digits and single
+# hyphens, and "-poison" (7) must still fit after the backlog's name.
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,49}")
+_QUEUE_NAME = re.compile(r"(?=.{3,56}$)[a-z0-9]+(-[a-z0-9]+)*")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -546,6 +657,33 @@ class _Reader:
             return value
 
         return float(self._convert(name, convert, minimum))
+
+    def percent(self, name: str) -> float:
+        """A whole percentage from 1 to 100, as a fraction."""
+
+        def convert(raw: str) -> float:
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError("expected a whole number from 1 to 100") from None
+            if not 1 <= value <= 100:
+                raise ValueError("expected a whole number from 1 to 100")
+            return value / 100
+
+        return float(self._convert(name, convert, 1.0))
+
+    def pattern(self, name: str, rule: re.Pattern[str], described: str) -> str | None:
+        """The raw value when it matches ``rule`` in full, else a problem."""
+
+        def convert(raw: str) -> str | None:
+            if not raw:
+                return None
+            if rule.fullmatch(raw) is None:
+                raise ValueError(f"expected {described}")
+            return raw
+
+        result: str | None = self._convert(name, convert, None)
+        return result
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         def convert(raw: str) -> str:

@@ -18,12 +18,9 @@ The structured log records (``target.submitted`` and the rest) need nothing from
 here: the OpenTelemetry logging handler exports each as a trace whose custom
 dimensions are the record's ``extra`` fields.
 
-Limitations:
-    The backlog (issue #6) brings its own instruments (depth, oldest age); none
-    are declared here yet. Machine actions reach a final status in the action
-    tracker, which does not exist yet: ``record_machine_action_outcome`` counts a
-    final status wherever one is observed, today only when a submission answers
-    with an action that is already final.
+Backlog depth and oldest age are gauges set when the depth is read (the command
+line's ``backlog``, and each run of the action tracker): between readings the
+last value stands.
 """
 
 from __future__ import annotations
@@ -36,6 +33,8 @@ __all__ = [
     "configure_for_command_line",
     "flush_telemetry",
     "record_api_response",
+    "record_backlog_depth",
+    "record_backlog_event",
     "record_machine_action_outcome",
     "record_rejected_event",
     "record_submission_delay",
@@ -235,6 +234,22 @@ class Instruments:
             unit="{action}",
             description="Machine actions seen in a final status, by status.",
         )
+        self.backlog_events = meter.create_counter(
+            "quarantine.backlog_events",
+            unit="{message}",
+            description="Targets put on the backlog or set aside as poison, by "
+            "event and reason.",
+        )
+        self.backlog_depth = meter.create_gauge(
+            "quarantine.backlog_depth",
+            unit="{message}",
+            description="Messages waiting on the backlog queue, delayed ones included.",
+        )
+        self.backlog_oldest_age = meter.create_gauge(
+            "quarantine.backlog_oldest_age",
+            unit="s",
+            description="Age of the oldest visible backlog message.",
+        )
         self.event_to_submission = meter.create_histogram(
             "quarantine.event_to_submission",
             unit="s",
@@ -257,6 +272,14 @@ class Instruments:
 
     def machine_action_outcome(self, status: str) -> None:
         self.machine_action_outcomes.add(1, {"status": status})
+
+    def backlog_event(self, event: str, reason: str) -> None:
+        self.backlog_events.add(1, {"event": event, "reason": reason})
+
+    def backlog_level(self, messages: int, oldest_age_seconds: float | None) -> None:
+        self.backlog_depth.set(messages)
+        if oldest_age_seconds is not None:
+            self.backlog_oldest_age.set(oldest_age_seconds)
 
     def submission_delay(self, enqueued_time: datetime, submitted_at: datetime) -> None:
         # The Event Hubs binding may hand over a naive enqueue time; it is UTC.
@@ -295,3 +318,13 @@ def record_machine_action_outcome(status: str) -> None:
 def record_submission_delay(enqueued_time: datetime, submitted_at: datetime) -> None:
     """Record the time from an event's enqueue time to its target's submission."""
     _instruments.submission_delay(enqueued_time, submitted_at)
+
+
+def record_backlog_event(event: str, reason: str) -> None:
+    """Count a target deferred to the backlog or a message poisoned, by reason."""
+    _instruments.backlog_event(event, reason)
+
+
+def record_backlog_depth(messages: int, oldest_age_seconds: float | None) -> None:
+    """Set the backlog's depth and its oldest message's age, as just read."""
+    _instruments.backlog_level(messages, oldest_age_seconds)

@@ -36,9 +36,14 @@ def _wall_clock_simulator() -> Iterator[RunningSimulator]:
 
 @pytest.fixture(name="app_settings")
 def _app_settings(
-    monkeypatch: pytest.MonkeyPatch, simulator: RunningSimulator, full_token: str
+    monkeypatch: pytest.MonkeyPatch,
+    simulator: RunningSimulator,
+    full_token: str,
+    storage_connection: str,
+    storage_prefix: str,
 ) -> Iterator[AppSettings]:
-    """Set app settings that point the playbook at the simulator, then rebuild it."""
+    """Set app settings that point the playbook at the simulator and at this
+    test's own tables and queues on Azurite, then rebuild it."""
 
     def configure(**overrides: str) -> None:
         values = {
@@ -46,6 +51,9 @@ def _app_settings(
             "DEFENDER_API_URL": simulator.base_url,
             "DEFENDER_TOKEN": full_token,
             "MIN_ALERT_SEVERITY": "medium",
+            "AzureWebJobsStorage": storage_connection,
+            "STATE_TABLE_PREFIX": storage_prefix,
+            "BACKLOG_QUEUE_NAME": f"{storage_prefix}-backlog",
             **overrides,
         }
         for name, value in values.items():

@@ -23,6 +23,7 @@ def _environment(
     monkeypatch.setenv("DEFENDER_API_URL", simulator.base_url)
     monkeypatch.setenv("DEFENDER_TOKEN", full_token)
     monkeypatch.setenv("MIN_ALERT_SEVERITY", "medium")
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
     playbook.reset()
 
 
@@ -45,7 +46,12 @@ def test_replay_prints_one_outcome_per_line_and_a_summary(
     assert len(outcomes) >= 2
     assert {o["reason"] for o in outcomes} == {"dry_run"}, "QUARANTINE_MODE defaults"
     assert outcomes[0]["source"] == str(message)
-    assert err.startswith(f"{len(outcomes)} outcomes: ")
+    notice, summary = err.splitlines()
+    assert notice == (
+        "defender-quarantine replay: state kept in memory (this run only: "
+        "AzureWebJobsStorage is not set)"
+    )
+    assert summary.startswith(f"{len(outcomes)} outcomes: ")
     assert _posts(simulator) == 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from shared.backlog import MemoryBacklog
 from shared.errors import ApiAuthError, ApiResponseError, ApiThrottled
 from shared.facts_cache import FactsCache
 from shared.ledger import MemoryLedger
@@ -38,6 +39,8 @@ class _RecordingApi:
         self.device_lookups: list[str] = []
         self.file_lookups: list[str] = []
         self.submit_error: Exception | None = None
+        self.existing: Submission | None = None
+        self.lookups_since: list[datetime] = []
 
     def device_facts(self, device_id: str) -> DeviceFacts | None:
         self.device_lookups.append(device_id)
@@ -68,18 +71,32 @@ class _RecordingApi:
         )
         return Submission(SubmissionOutcome.CREATED, action)
 
+    def find_submission(
+        self, device_id: str, sha1: str, since: datetime
+    ) -> Submission | None:
+        self.lookups_since.append(since)
+        return self.existing
+
     def alert_document(self, alert_id: str) -> Mapping[str, Any]:
         raise AssertionError("not used here")
 
 
-def _pipeline(api: _RecordingApi, **settings: str) -> Pipeline:
+def _pipeline(
+    api: _RecordingApi,
+    *,
+    ledger: MemoryLedger | None = None,
+    backlog: MemoryBacklog | None = None,
+    now: datetime = NOW,
+    **settings: str,
+) -> Pipeline:
     environ = {"QUARANTINE_MODE": "enforce", "MIN_ALERT_SEVERITY": "low", **settings}
     return Pipeline(
         settings=Settings.from_env(environ),
         api=api,
-        ledger=MemoryLedger(),
+        ledger=ledger or MemoryLedger(),
         facts_cache=FactsCache(ttl_seconds=3600),
-        now=lambda: NOW,
+        backlog=backlog or MemoryBacklog(now=lambda: now),
+        now=lambda: now,
     )
 
 
