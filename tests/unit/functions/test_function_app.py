@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
 
 from function_app import app
+from shared.backlog import MAX_DEQUEUE_COUNT
 from shared.settings import SETTINGS
 
 # get_functions() builds every registered function and refuses to build a name
@@ -37,7 +39,12 @@ def _trigger_binding(name: str) -> dict[str, Any]:
 
 
 def test_app_registers_exactly_the_expected_functions() -> None:
-    assert sorted(_functions()) == ["alert_stream", "replay"]
+    assert sorted(_functions()) == [
+        "action_tracker",
+        "alert_stream",
+        "backlog",
+        "replay",
+    ]
 
 
 def test_alert_stream_reads_a_batch_from_the_configured_hub() -> None:
@@ -73,7 +80,36 @@ def test_replay_is_a_post_route_behind_a_function_key() -> None:
     assert binding["authLevel"] == "FUNCTION"
 
 
-@pytest.mark.parametrize("name", ["alert_stream", "replay"])
+def test_backlog_reads_the_configured_queue_of_host_storage() -> None:
+    binding = _trigger_binding("backlog")
+
+    assert binding["type"] == "queueTrigger"
+    assert binding["name"] == "message"
+    assert binding["queueName"] == "%BACKLOG_QUEUE_NAME%"
+    assert binding["connection"] == "AzureWebJobsStorage"
+
+
+def test_host_queue_options_match_what_the_backlog_expects(repo: Path) -> None:
+    """The handler poisons a message itself on the host's last delivery, and
+    writes base64: both only hold if host.json says the same."""
+    queues = json.loads((repo / "host.json").read_text())["extensions"]["queues"]
+
+    assert queues["maxDequeueCount"] == MAX_DEQUEUE_COUNT
+    assert queues["messageEncoding"] == "base64"
+
+
+def test_action_tracker_runs_on_the_configured_schedule() -> None:
+    binding = _trigger_binding("action_tracker")
+
+    assert binding["type"] == "timerTrigger"
+    assert binding["schedule"] == "%ACTION_TRACKER_SCHEDULE%"
+    assert binding["runOnStartup"] is False
+    assert binding["useMonitor"] is True
+
+
+@pytest.mark.parametrize(
+    "name", ["alert_stream", "replay", "backlog", "action_tracker"]
+)
 def test_binding_names_match_the_handler_parameters(name: str) -> None:
     """The worker refuses to index a function whose arg_name has no parameter."""
     function = _functions()[name]
@@ -90,6 +126,9 @@ def test_settings_named_by_bindings_are_declared() -> None:
     assert binding["connection"] in declared
     assert binding["eventHubName"].strip("%") in declared
     assert binding["consumerGroup"].strip("%") in declared
+    assert _trigger_binding("backlog")["queueName"].strip("%") in declared
+    assert _trigger_binding("backlog")["connection"] in declared
+    assert _trigger_binding("action_tracker")["schedule"].strip("%") in declared
 
 
 def test_the_app_defaults_to_function_key_auth() -> None:
