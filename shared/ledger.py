@@ -136,6 +136,70 @@ class LedgerEntry:
         self.first_seen = self.first_seen or record.at
         self.last_seen = record.at
 
+    # The state changes below are the ledger's rules; every ledger applies them
+    # to its copy of the entry, so that they cannot drift apart.
+
+    def take_claim(self, claim: Claim, *, alert_id: str, at: datetime) -> None:
+        """Hold a granted claim."""
+        self.claim_id = claim.claim_id
+        self.claimed_at = at
+        self.recover_since = claim.recover_since
+        self.note_alert(alert_id)
+
+    def note_submission(
+        self,
+        claim: Claim,
+        *,
+        action_id: str | None,
+        action_status: str | None,
+        at: datetime,
+    ) -> None:
+        """Defender answered with a machine action; the claim ends."""
+        self.action_id = action_id
+        self.action_status = action_status
+        self.action_updated_at = at
+        self.submitted_at = at
+        self.submissions += 1
+        self.last_error = None
+        self._end_claim(claim)
+
+    def note_refusal(self, claim: Claim, *, error: str, at: datetime) -> None:
+        """Defender refused for good: an attempt with no action; the claim ends."""
+        self.action_id = None
+        self.action_status = "Refused"
+        self.action_updated_at = at
+        self.submissions += 1
+        self.last_error = error
+        self._end_claim(claim)
+
+    def release_claim(self, claim: Claim, *, maybe_sent: bool, at: datetime) -> bool:
+        """End ``claim`` with nothing recorded; False when it is no longer the
+        current claim (a newer holder took over: nothing to change)."""
+        if self.claim_id != claim.claim_id:
+            return False
+        if maybe_sent:
+            self.recover_since = self.recover_since or self.claimed_at or at
+        self.claim_id = None
+        self.claimed_at = None
+        return True
+
+    def note_action_status(self, *, action_id: str, status: str, at: datetime) -> bool:
+        """The tracker's news; False when it is about an action that a newer
+        submission replaced."""
+        if self.action_id != action_id:
+            return False
+        self.action_status = status
+        self.action_updated_at = at
+        return True
+
+    def _end_claim(self, claim: Claim) -> None:
+        """Clear the claim unless a newer one holds it; the answer is recorded,
+        so nothing is left to recover."""
+        if self.claim_id in (None, claim.claim_id):
+            self.claim_id = None
+            self.claimed_at = None
+        self.recover_since = None
+
 
 class ClaimRefusal(StrEnum):
     """Why a target may not be submitted now."""
@@ -334,11 +398,7 @@ class MemoryLedger:
                 max_submissions=max_submissions,
             )
             if claim.granted:
-                entry = self._entry(device_id, sha1)
-                entry.claim_id = claim.claim_id
-                entry.claimed_at = at
-                entry.recover_since = claim.recover_since
-                entry.note_alert(alert_id)
+                self._entry(device_id, sha1).take_claim(claim, alert_id=alert_id, at=at)
             return claim
 
     def record_submission(
@@ -351,35 +411,22 @@ class MemoryLedger:
     ) -> LedgerEntry:
         with self._lock:
             entry = self._entry(claim.device_id, claim.sha1)
-            entry.action_id = action_id
-            entry.action_status = action_status
-            entry.action_updated_at = at
-            entry.submitted_at = at
-            entry.submissions += 1
-            entry.last_error = None
-            _end_claim(entry, claim)
+            entry.note_submission(
+                claim, action_id=action_id, action_status=action_status, at=at
+            )
             return dataclasses.replace(entry)
 
     def record_refusal(self, claim: Claim, *, error: str, at: datetime) -> LedgerEntry:
         with self._lock:
             entry = self._entry(claim.device_id, claim.sha1)
-            entry.action_id = None
-            entry.action_status = "Refused"
-            entry.action_updated_at = at
-            entry.submissions += 1
-            entry.last_error = error
-            _end_claim(entry, claim)
+            entry.note_refusal(claim, error=error, at=at)
             return dataclasses.replace(entry)
 
     def release(self, claim: Claim, *, maybe_sent: bool, at: datetime) -> None:
         with self._lock:
             entry = self._entries.get((claim.device_id, claim.sha1))
-            if entry is None or entry.claim_id != claim.claim_id:
-                return
-            if maybe_sent:
-                entry.recover_since = entry.recover_since or entry.claimed_at or at
-            entry.claim_id = None
-            entry.claimed_at = None
+            if entry is not None:
+                entry.release_claim(claim, maybe_sent=maybe_sent, at=at)
 
     def record_action_status(
         self,
@@ -392,11 +439,12 @@ class MemoryLedger:
     ) -> LedgerEntry | None:
         with self._lock:
             entry = self._entries.get((device_id, sha1))
-            if entry is None or entry.action_id != action_id:
+            if entry is None:
                 return None
-            entry.action_status = status
-            entry.action_updated_at = at
-            return dataclasses.replace(entry)
+            changed = entry.note_action_status(
+                action_id=action_id, status=status, at=at
+            )
+            return dataclasses.replace(entry) if changed else None
 
     def entries(self, *, open_only: bool = False) -> list[LedgerEntry]:
         with self._lock:
@@ -410,11 +458,3 @@ class MemoryLedger:
         return self._entries.setdefault(
             (device_id, sha1), LedgerEntry(device_id=device_id, sha1=sha1)
         )
-
-
-def _end_claim(entry: LedgerEntry, claim: Claim) -> None:
-    """Clear the claim; the answer is recorded, so nothing is left to recover."""
-    if entry.claim_id in (None, claim.claim_id):
-        entry.claim_id = None
-        entry.claimed_at = None
-    entry.recover_since = None

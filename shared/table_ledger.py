@@ -250,10 +250,7 @@ class TableLedger:
                 return None, claim
 
             entry = entry or LedgerEntry(device_id=device_id, sha1=sha1)
-            entry.claim_id = claim.claim_id
-            entry.claimed_at = at
-            entry.recover_since = claim.recover_since
-            entry.note_alert(alert_id)
+            entry.take_claim(claim, alert_id=alert_id, at=at)
             return entry, claim
 
         return self._update(device_id, sha1, "claim", take)
@@ -271,13 +268,9 @@ class TableLedger:
 
         def record(entry: LedgerEntry | None) -> tuple[LedgerEntry, LedgerEntry]:
             entry = entry or LedgerEntry(device_id=device_id, sha1=sha1)
-            entry.action_id = action_id
-            entry.action_status = action_status
-            entry.action_updated_at = at
-            entry.submitted_at = at
-            entry.submissions += 1
-            entry.last_error = None
-            _end_claim(entry, claim)
+            entry.note_submission(
+                claim, action_id=action_id, action_status=action_status, at=at
+            )
             return entry, dataclasses.replace(entry)
 
         return self._update(device_id, sha1, "record_submission", record)
@@ -288,12 +281,7 @@ class TableLedger:
 
         def record(entry: LedgerEntry | None) -> tuple[LedgerEntry, LedgerEntry]:
             entry = entry or LedgerEntry(device_id=device_id, sha1=sha1)
-            entry.action_id = None
-            entry.action_status = "Refused"
-            entry.action_updated_at = at
-            entry.submissions += 1
-            entry.last_error = error[:MAX_LAST_ERROR_CHARS]
-            _end_claim(entry, claim)
+            entry.note_refusal(claim, error=error[:MAX_LAST_ERROR_CHARS], at=at)
             return entry, dataclasses.replace(entry)
 
         return self._update(device_id, sha1, "record_refusal", record)
@@ -304,13 +292,10 @@ class TableLedger:
 
         def end(entry: LedgerEntry | None) -> tuple[LedgerEntry | None, None]:
             # A claim that is no longer the current one has nothing left to end.
-            if entry is None or entry.claim_id != claim.claim_id:
+            if entry is None or not entry.release_claim(
+                claim, maybe_sent=maybe_sent, at=at
+            ):
                 return None, None
-
-            if maybe_sent:
-                entry.recover_since = entry.recover_since or entry.claimed_at or at
-            entry.claim_id = None
-            entry.claimed_at = None
             return entry, None
 
         self._update(device_id, sha1, "release", end)
@@ -331,11 +316,10 @@ class TableLedger:
             entry: LedgerEntry | None,
         ) -> tuple[LedgerEntry | None, LedgerEntry | None]:
             # News of an action that a newer submission replaced is stale.
-            if entry is None or entry.action_id != action_id:
+            if entry is None or not entry.note_action_status(
+                action_id=action_id, status=status, at=at
+            ):
                 return None, None
-
-            entry.action_status = status
-            entry.action_updated_at = at
             return entry, dataclasses.replace(entry)
 
         return self._update(device_id, sha1, "record_action_status", follow)
@@ -420,14 +404,6 @@ class TableLedger:
             f"the ledger entry of device {device_id} and file {sha1} changed under "
             f"each of {MAX_WRITE_ATTEMPTS} attempts to {operation}; try again later"
         )
-
-
-def _end_claim(entry: LedgerEntry, claim: Claim) -> None:
-    """Clear the claim unless a newer one holds it; nothing is left to recover."""
-    if entry.claim_id in (None, claim.claim_id):
-        entry.claim_id = None
-        entry.claimed_at = None
-    entry.recover_since = None
 
 
 def _readable(entities: Iterable[Mapping[str, Any]]) -> Iterator[LedgerEntry]:
