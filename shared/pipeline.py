@@ -34,7 +34,7 @@ __all__ = [
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeGuard
 
@@ -46,16 +46,13 @@ from shared.backlog import Backlog, DeferredTarget, PoisonRecord, is_fault_defer
 from shared.comment import quarantine_comment
 from shared.errors import (
     ApiAuthError,
-    ApiBudgetExhausted,
     ApiError,
     ApiOutcomeUnknown,
     ApiResponseError,
-    ApiThrottled,
 )
 from shared.facts_cache import FactsCache
 from shared.ledger import (
     Claim,
-    ClaimRefusal,
     Ledger,
     LedgerConflictError,
     LedgerEntityError,
@@ -66,14 +63,21 @@ from shared.machine_actions import (
     Submission,
     SubmissionOutcome,
 )
+from shared.outcome import (
+    DEFAULT_DEFER,
+    Outcome,
+    OutcomeBuilder,
+    describe_refusal,
+    log_outcome,
+    outcome_fields,
+    rejected_outcome,
+)
 from shared.settings import QuarantineMode, Settings
-from shared.targets import DeviceFacts, Extraction, FileFacts, Rejection, Target
+from shared.targets import DeviceFacts, Extraction, FileFacts, Target
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-# How long to wait before trying again after a fault that did not say when.
-_DEFAULT_DEFER = timedelta(minutes=1)
 # Other instances were writing the same entry; they are done within seconds.
 _CONFLICT_DEFER = timedelta(seconds=15)
 
@@ -113,43 +117,6 @@ class QuarantineApi(Protocol):
     def alert_document(self, alert_id: str) -> Mapping[str, Any]:
         """The alert with its evidence, as the API returns it."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one target, or to one piece of input that was rejected.
-
-    ``verdict`` is the policy's ``submit``, ``skip`` or ``defer``, or ``rejected``
-    for input that named no readable target. ``reason`` is machine-readable.
-    """
-
-    verdict: str
-    reason: str
-    source: str
-    alert_id: str | None = None
-    device_id: str | None = None
-    sha1: str | None = None
-    evidence: str | None = None
-    format: str | None = None
-    position: str = ""
-    detail: str = ""
-    submission: str | None = None
-    action_id: str | None = None
-    action_status: str | None = None
-    error: str | None = None
-    retry_at: datetime | None = None
-    backlog: str | None = None
-    facts: Mapping[str, str | int | bool | None] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view, as the replay endpoint and command line print it."""
-        document = {
-            field_.name: getattr(self, field_.name)
-            for field_ in dataclasses.fields(self)
-        }
-        document["retry_at"] = self.retry_at.isoformat() if self.retry_at else None
-        document["facts"] = dict(self.facts)
-        return document
 
 
 class Pipeline:
@@ -258,7 +225,7 @@ class Pipeline:
         ) as span:
             for source, extraction, enqueued_time in extractions:
                 outcomes.extend(
-                    _rejected(rejection) for rejection in extraction.rejections
+                    rejected_outcome(rejection) for rejection in extraction.rejections
                 )
                 for target in extraction.targets:
                     outcome = self._traced_target(target, source, settings, run)
@@ -291,18 +258,18 @@ class Pipeline:
             except LedgerEntityError as exc:
                 # One unreadable entry must not hold every other target back; it
                 # waits on the backlog, and in the poison queue if it stays so.
-                outcome = _OutcomeFor(target, source).make(
+                outcome = OutcomeBuilder(target, source).make(
                     verdict="defer",
                     reason="ledger_unreadable",
                     error=str(exc),
-                    retry_at=self._now() + _DEFAULT_DEFER,
+                    retry_at=self._now() + DEFAULT_DEFER,
                 )
             if outcome.verdict == "defer":
                 outcome = self._keep_deferred(target, outcome, prior)
             if outcome.reason != "ledger_unreadable":
                 self._note_verdict(target, outcome)
-            span.set_attributes(_outcome_fields(outcome))
-            _log_outcome(outcome)
+            span.set_attributes(outcome_fields(outcome))
+            log_outcome(outcome)
 
         telemetry.record_target_outcome(
             outcome.verdict, outcome.reason, outcome.submission
@@ -342,7 +309,7 @@ class Pipeline:
             DeferredTarget(
                 target=target,
                 reason=outcome.reason,
-                retry_at=outcome.retry_at or now + _DEFAULT_DEFER,
+                retry_at=outcome.retry_at or now + DEFAULT_DEFER,
                 attempts=attempts,
                 first_deferred_at=prior.first_deferred_at if prior else now,
                 source=outcome.source,
@@ -374,7 +341,7 @@ class Pipeline:
     def _process_target(
         self, target: Target, source: str, settings: Settings, run: _Run
     ) -> Outcome:
-        outcome = _OutcomeFor(target, source)
+        outcome = OutcomeBuilder(target, source)
 
         screened = policy.screen_target(target, settings)
         if screened is not None:
@@ -410,7 +377,7 @@ class Pipeline:
         return self._submit(target, guarded, outcome, settings)
 
     def _duplicate_of(
-        self, target: Target, run: _Run, outcome: _OutcomeFor
+        self, target: Target, run: _Run, outcome: OutcomeBuilder
     ) -> Outcome | None:
         entry = self._ledger.find(target.device_id, target.sha1)
         if entry is not None and entry.blocks_resubmission:
@@ -445,7 +412,7 @@ class Pipeline:
         self,
         target: Target,
         verdict: policy.Verdict,
-        outcome: _OutcomeFor,
+        outcome: OutcomeBuilder,
         settings: Settings,
     ) -> Outcome:
         now = self._now()
@@ -454,7 +421,7 @@ class Pipeline:
                 verdict="defer",
                 reason="api_not_configured",
                 detail="enforcement is on but no Defender API is configured",
-                retry_at=now + _DEFAULT_DEFER,
+                retry_at=now + DEFAULT_DEFER,
             )
 
         try:
@@ -482,7 +449,7 @@ class Pipeline:
         target: Target,
         claim: Claim,
         verdict: policy.Verdict,
-        outcome: _OutcomeFor,
+        outcome: OutcomeBuilder,
         api: QuarantineApi,
     ) -> Outcome:
         """Submit under a granted claim; every path ends the claim or records."""
@@ -495,7 +462,7 @@ class Pipeline:
         except ApiError as exc:
             now = self._now()
             if _is_permanent(exc):
-                self._ledger.record_refusal(claim, error=_describe(exc), at=now)
+                self._ledger.record_refusal(claim, error=describe_refusal(exc), at=now)
                 return outcome.failed(exc, verdict)
             self._ledger.release(
                 claim, maybe_sent=isinstance(exc, ApiOutcomeUnknown), at=now
@@ -545,95 +512,6 @@ class Pipeline:
         return None
 
 
-class _OutcomeFor:
-    """Builds the outcomes of one target, filling in who and where once."""
-
-    def __init__(self, target: Target, source: str) -> None:
-        self._target = target
-        self._source = source
-        self._facts: dict[str, str | int | bool | None] = {}
-
-    def add_facts(self, facts: Mapping[str, str | int | bool | None]) -> None:
-        """Facts every later outcome of this target carries (the rule's win)."""
-        self._facts.update(facts)
-
-    def make(self, *, verdict: str, reason: str, **details: Any) -> Outcome:
-        details["facts"] = {**self._facts, **details.get("facts", {})}
-        return Outcome(
-            verdict=verdict,
-            reason=reason,
-            source=self._source,
-            alert_id=self._target.alert_id,
-            device_id=self._target.device_id,
-            sha1=self._target.sha1,
-            evidence=str(self._target.evidence),
-            format=str(self._target.alert.format),
-            **details,
-        )
-
-    def judged(self, verdict: policy.Verdict) -> Outcome:
-        return self.make(
-            verdict=str(verdict.kind),
-            reason=str(verdict.reason),
-            detail=verdict.detail,
-            facts=verdict.facts,
-        )
-
-    def duplicate(self, action_id: str | None, action_status: str | None) -> Outcome:
-        return self.make(
-            verdict="skip",
-            reason=str(policy.Reason.DUPLICATE),
-            detail="an action for this device and file is open or succeeded",
-            action_id=action_id,
-            action_status=action_status,
-        )
-
-    def refused_claim(self, claim: Claim) -> Outcome:
-        entry = claim.entry
-        if claim.refusal is ClaimRefusal.CLAIMED_ELSEWHERE:
-            return self.make(
-                verdict="defer",
-                reason=str(claim.refusal),
-                detail="another instance is submitting this device and file",
-                retry_at=claim.retry_at,
-            )
-        if claim.refusal is ClaimRefusal.DUPLICATE:
-            return self.duplicate(
-                entry.action_id if entry else None,
-                entry.action_status if entry else None,
-            )
-        return self.make(
-            verdict="skip",
-            reason=str(claim.refusal),
-            detail=f"submitted {entry.submissions if entry else '?'} times already; "
-            f"last status {entry.action_status if entry else '?'}",
-            action_id=entry.action_id if entry else None,
-            action_status=entry.action_status if entry else None,
-        )
-
-    def deferred(self, exc: ApiError, now: datetime) -> Outcome:
-        retry_at = (
-            exc.retry_at
-            if isinstance(exc, ApiThrottled | ApiBudgetExhausted)
-            else now + _DEFAULT_DEFER
-        )
-        return self.make(
-            verdict="defer",
-            reason=_defer_reason(exc),
-            error=str(exc),
-            retry_at=retry_at,
-        )
-
-    def failed(self, exc: ApiResponseError, verdict: policy.Verdict) -> Outcome:
-        return self.make(
-            verdict="submit",
-            reason=str(verdict.reason),
-            submission="failed",
-            error=_describe(exc),
-            facts=verdict.facts,
-        )
-
-
 class _Run:
     """What one call of the pipeline has seen, so a batch judges each target once."""
 
@@ -654,25 +532,6 @@ class _Run:
         return len(self._would_submit.get(sha1, ()))
 
 
-def _rejected(rejection: Rejection) -> Outcome:
-    telemetry.record_rejected_event(rejection.reason)
-    logger.warning(
-        "event.rejected",
-        extra={
-            "source": rejection.source,
-            "position": rejection.position,
-            "reason": rejection.reason,
-        },
-    )
-    return Outcome(
-        verdict="rejected",
-        reason=rejection.reason,
-        source=rejection.source,
-        position=rejection.position,
-        detail=rejection.detail,
-    )
-
-
 def _is_permanent(exc: ApiError) -> TypeGuard[ApiResponseError]:
     """A refusal that resubmitting cannot change (400, 404); auth is not one:
     a person can fix credentials, and the target must wait for them, not be lost."""
@@ -683,62 +542,12 @@ def _is_permanent(exc: ApiError) -> TypeGuard[ApiResponseError]:
     )
 
 
-def _outcome_fields(outcome: Outcome) -> dict[str, str]:
-    """The fields every record of a target carries; unknown ones are left out."""
-    fields = {
-        "alert_id": outcome.alert_id,
-        "device_id": outcome.device_id,
-        "sha1": outcome.sha1,
-        "verdict": outcome.verdict,
-        "reason": outcome.reason,
-        "action_id": outcome.action_id,
-        "status": outcome.action_status,
-        "submission": outcome.submission,
-        "retry_at": outcome.retry_at.isoformat() if outcome.retry_at else None,
-        "backlog": outcome.backlog,
-    }
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def _log_outcome(outcome: Outcome) -> None:
-    """One record per target, with the same field names every time."""
-    fields = _outcome_fields(outcome)
-
-    if outcome.verdict == "defer":
-        level = (
-            logging.ERROR if outcome.reason == "api_auth_failed" else logging.WARNING
-        )
-        logger.log(level, "target.deferred", extra=fields)
-    elif outcome.submission == "failed":
-        logger.warning("target.submission_failed", extra=fields)
-    elif outcome.verdict == "submit":
-        logger.info("target.submitted", extra=fields)
-    else:
-        logger.info("target.skipped", extra=fields)
-
-
 def _status_name(action: MachineAction) -> str:
     """The canonical name of a known status ("Cancelled" for "Canceled"), which
     the ledger and the tracker compare; an unknown one as Defender spelled it."""
     if action.status is MachineActionStatus.UNKNOWN:
         return action.raw_status
     return str(action.status)
-
-
-def _describe(exc: ApiResponseError) -> str:
-    return f"{exc.code or exc.status}: {exc.message}"
-
-
-def _defer_reason(exc: ApiError) -> str:
-    if isinstance(exc, ApiBudgetExhausted):
-        return "api_budget_exhausted"
-    if isinstance(exc, ApiThrottled):
-        return "api_throttled"
-    if isinstance(exc, ApiAuthError):
-        return "api_auth_failed"
-    if isinstance(exc, ApiOutcomeUnknown):
-        return "api_outcome_unknown"
-    return "api_unavailable"
 
 
 def _merge_device(
