@@ -21,6 +21,7 @@ __all__ = [
     "build_pipeline",
     "build_state",
     "get_action_tracker",
+    "get_backlog",
     "get_pipeline",
     "get_settings",
     "reset",
@@ -246,6 +247,14 @@ def get_action_tracker() -> ActionTracker:
     with _lock:
         state, client = _state_and_client(settings)
         return ActionTracker(ledger=state.ledger, api=client)
+
+
+def get_backlog() -> Backlog:
+    """The backlog of this process's state."""
+    settings = get_settings()
+    with _lock:
+        state, _ = _state_and_client(settings)
+        return state.backlog
 
 
 def _state_and_client(settings: Settings) -> tuple[State, DefenderClient]:

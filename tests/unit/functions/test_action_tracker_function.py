@@ -22,6 +22,7 @@ from azure.functions.timer import TimerRequest
 from functions import action_tracker as function_module
 from functions.action_tracker import bp, handle_tracker_tick
 from shared.action_tracker import ActionTracker
+from shared.backlog import MemoryBacklog
 from shared.ledger import LedgerEntry, MemoryLedger
 from shared.machine_actions import MachineAction, MachineActionStatus, MachineActionType
 
@@ -140,11 +141,26 @@ def test_registered_function_runs_the_tracker_of_this_process(
 ) -> None:
     ledger = submitted(MemoryLedger())
     tracker = make_tracker(ledger)
+    backlog = MemoryBacklog()
     monkeypatch.setattr(function_module, "get_action_tracker", lambda: tracker)
+    monkeypatch.setattr(function_module, "get_backlog", lambda: backlog)
 
     registered().get_user_function()(TimerRequest())
 
     assert status_of(ledger) == "Succeeded"
+
+
+def test_a_tick_reports_the_backlog_depth(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    backlog = MemoryBacklog()
+
+    handle_tracker_tick(
+        TimerRequest(), tracker=make_tracker(MemoryLedger()), backlog=backlog
+    )
+
+    (record,) = [r for r in caplog.records if r.msg == "backlog.depth"]
+    assert record.messages == 0  # type: ignore[attr-defined]
+    assert record.poisoned == 0  # type: ignore[attr-defined]
 
 
 def test_storage_fault_escapes_the_tick() -> None:
