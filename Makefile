@@ -36,7 +36,7 @@ test: lint typecheck unit
 demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m demo
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench
 
 clean:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from bench import extraction
+from bench import extraction, state
 
 
 def main() -> int:
     extraction.run()
+    state.run()
     return 0
 
 
