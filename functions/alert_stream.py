@@ -6,9 +6,13 @@ in the docs). So the choice of what may escape matters:
 
 - a malformed event, or a target Defender refuses, is an outcome: recorded, logged,
   and the rest of the batch goes on;
-- a systemic fault (the settings are invalid, the app cannot build its pipeline)
-  raises, and the retry policy below never gives up, so the partition waits for a
-  fix instead of skipping events.
+- a target that cannot be submitted now (no API budget, a 429, a passing fault) is
+  put on the backlog queue before this function returns, so the checkpoint that
+  follows loses nothing; the function never waits for budget itself;
+- a systemic fault (the settings are invalid, storage is unreachable) raises, and
+  the retry policy below never gives up, so the partition waits for a fix instead
+  of skipping events. Targets already submitted before the fault are in the
+  ledger, and the retried batch skips them as duplicates.
 """
 
 from __future__ import annotations
