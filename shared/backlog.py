@@ -23,7 +23,10 @@ Limitations:
     so ``defer`` refuses (raises) a document past that rather than cut it.
     The queue's depth counts delayed messages too, and the oldest message's age
     is read from the front of the queue (``peek``), which only sees visible
-    messages: a backlog of delayed targets shows a depth but no age.
+    messages: a backlog of delayed targets shows a depth but no age. The
+    Functions scale controller also counts delayed messages, so a long backlog
+    can add instances that find nothing visible to do; the plan's maximum
+    instance count bounds that.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ The account is reached the two ways the host itself accepts: a connection string
 managed identity (``__clientId`` for a user-assigned one), which needs the roles
 Storage Table Data Contributor and Storage Queue Data Contributor.
 
+Limitation: with an account name, the endpoints are those of Azure's public
+cloud (``<account>.table.core.windows.net``); a sovereign cloud's account is
+reached with a connection string until its endpoints are settings too.
+
 Queue messages are base64-encoded on the way in and out: that is what the queue
 trigger expects by default (host.json ``messageEncoding``), while the Python SDK's
 default is to send text as it is, which the trigger would move straight to the
