@@ -29,7 +29,6 @@ import azure.functions as func
 from azure.functions import meta
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
-from azure.storage.queue import QueueClient
 
 from demo.stream import StreamEvent, build_stream
 from functions.action_tracker import handle_tracker_tick
@@ -177,12 +176,13 @@ def _drain_backlog() -> list[Outcome]:
     account = StorageAccount.from_settings(settings)
     assert account is not None, "the demo configures Azurite"
     queue = account.queue(settings.backlog_queue_name)
+    backlog = playbook.get_backlog()
 
-    waiting = _depth(queue)
+    waiting = backlog.depth().messages
     print(f"backlog: {waiting} targets waiting", end="", flush=True)
     outcomes: list[Outcome] = []
     deadline = time.monotonic() + BACKLOG_SECONDS
-    while _depth(queue) and time.monotonic() < deadline:
+    while backlog.depth().messages and time.monotonic() < deadline:
         for received in queue.receive_messages(max_messages=16, visibility_timeout=60):
             message = QueueMessage(  # type: ignore[no-untyped-call]
                 id=received.id,
@@ -198,10 +198,6 @@ def _drain_backlog() -> list[Outcome]:
         time.sleep(0.5)
     print()
     return outcomes
-
-
-def _depth(queue: QueueClient) -> int:
-    return queue.get_queue_properties().approximate_message_count or 0
 
 
 def _follow_actions() -> list[LedgerEntry]:

@@ -193,8 +193,7 @@ def _run_replay(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings()
-        state = _state(settings, "replay")
-        pipeline = build_pipeline(settings, state=state)
+        pipeline = build_pipeline(settings, state=_state(settings, "replay"))
     except SettingsError as exc:
         print(f"{PRODUCT} replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -214,10 +213,8 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 
 def _run_actions(args: argparse.Namespace) -> int:
-    try:
-        state = _state(load_settings(), "actions")
-    except SettingsError as exc:
-        print(f"{PRODUCT} actions: {exc}", file=sys.stderr)
+    state = _configured_state("actions")
+    if state is None:
         return EXIT_USAGE
 
     entries = state.ledger.entries(open_only=args.open)
@@ -228,14 +225,21 @@ def _run_actions(args: argparse.Namespace) -> int:
 
 
 def _run_backlog(args: argparse.Namespace) -> int:
-    try:
-        state = _state(load_settings(), "backlog")
-    except SettingsError as exc:
-        print(f"{PRODUCT} backlog: {exc}", file=sys.stderr)
+    state = _configured_state("backlog")
+    if state is None:
         return EXIT_USAGE
 
     print(json.dumps(state.backlog.depth().to_json(), sort_keys=True))
     return EXIT_OK
+
+
+def _configured_state(command: str) -> State | None:
+    """The state the app settings name, or None once the problem is printed."""
+    try:
+        return _state(load_settings(), command)
+    except SettingsError as exc:
+        print(f"{PRODUCT} {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def _state(settings: Settings, command: str) -> State:

@@ -55,7 +55,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -546,16 +546,27 @@ class DefenderClient:
         answer = self._call("GET", _ALERT, url)
         return self._parse(parse_alert_document, answer, "GET", _ALERT)
 
+    def quarantine_actions(
+        self, machine_id: str, sha1: str, *, created_since: datetime
+    ) -> tuple[MachineAction, ...]:
+        """The StopAndQuarantineFile actions for ``sha1`` on ``machine_id`` created
+        since ``created_since``, newest first (one page of the list)."""
+        actions = self.list_machine_actions(
+            machine_id=machine_id,
+            action_type=MachineActionType.STOP_AND_QUARANTINE_FILE,
+            created_since=created_since,
+            top=_LOOKUP_TOP,
+        )
+        mine = [action for action in actions if action.concerns_file(sha1)]
+        return tuple(sorted(mine, key=_creation, reverse=True))
+
     def _recover_submission(
         self, machine_id: str, sha1: str, attempt_started: datetime
     ) -> Submission | None:
         since = attempt_started - _CLOCK_SKEW
         try:
-            actions = self.list_machine_actions(
-                machine_id=machine_id,
-                action_type=MachineActionType.STOP_AND_QUARANTINE_FILE,
-                created_since=attempt_started - _OPEN_ACTION_LOOKBACK,
-                top=_LOOKUP_TOP,
+            actions = self.quarantine_actions(
+                machine_id, sha1, created_since=attempt_started - _OPEN_ACTION_LOOKBACK
             )
         except ApiError as error:
             # ApiBudgetExhausted lands here too: the list was not sent, but the
@@ -567,31 +578,24 @@ class DefenderClient:
                 "check again before resending"
             ) from error
 
-        recent = [
-            a for a in actions if a.concerns_file(sha1) and _created_since(a, since)
-        ]
+        recent = [a for a in actions if _created_since(a, since)]
         if recent:
-            action = _newest(recent)
+            action = recent[0]
             logger.info(
                 "defender.submission_recovered",
                 extra={"device_id": machine_id, "sha1": sha1, "action_id": action.id},
             )
             return Submission(SubmissionOutcome.RECOVERED_AFTER_UNKNOWN, action)
 
-        still_open = [a for a in actions if a.concerns_file(sha1) and a.is_open]
+        still_open = [a for a in actions if a.is_open]
         if still_open:
-            return Submission(
-                SubmissionOutcome.ALREADY_IN_PROGRESS, _newest(still_open)
-            )
+            return Submission(SubmissionOutcome.ALREADY_IN_PROGRESS, still_open[0])
         return None
 
     def _find_open_action(self, machine_id: str, sha1: str) -> MachineAction | None:
         try:
-            actions = self.list_machine_actions(
-                machine_id=machine_id,
-                action_type=MachineActionType.STOP_AND_QUARANTINE_FILE,
-                created_since=self._clock() - _OPEN_ACTION_LOOKBACK,
-                top=_LOOKUP_TOP,
+            actions = self.quarantine_actions(
+                machine_id, sha1, created_since=self._clock() - _OPEN_ACTION_LOOKBACK
             )
         except ApiError as error:
             # The submission's outcome is known (an action is open); only its id
@@ -602,8 +606,8 @@ class DefenderClient:
             )
             return None
 
-        matching = [a for a in actions if a.concerns_file(sha1) and a.is_open]
-        return _newest(matching) if matching else None
+        still_open = [a for a in actions if a.is_open]
+        return still_open[0] if still_open else None
 
     def _url(
         self,
@@ -936,5 +940,6 @@ def _created_since(action: MachineAction, since: datetime) -> bool:
     return action.created is not None and action.created >= since
 
 
-def _newest(actions: Iterable[MachineAction]) -> MachineAction:
-    return max(actions, key=lambda a: a.created or datetime.min.replace(tzinfo=UTC))
+def _creation(action: MachineAction) -> datetime:
+    """Sort key: when the action was created; an unknown time sorts oldest."""
+    return action.created or datetime.min.replace(tzinfo=UTC)

@@ -285,16 +285,16 @@ class Pipeline:
         attempts = prior.attempts if prior else 0
         if is_fault_deferral(outcome.reason):
             attempts += 1
+        item = DeferredTarget(
+            target=target,
+            reason=outcome.reason,
+            retry_at=outcome.retry_at or now + DEFAULT_DEFER,
+            attempts=attempts,
+            first_deferred_at=prior.first_deferred_at if prior else now,
+            source=outcome.source,
+        )
 
         if attempts > self._settings.backlog_max_attempts:
-            item = DeferredTarget(
-                target=target,
-                reason=outcome.reason,
-                retry_at=outcome.retry_at or now,
-                attempts=attempts,
-                first_deferred_at=prior.first_deferred_at if prior else now,
-                source=outcome.source,
-            )
             self._backlog.poison(
                 PoisonRecord(
                     reason=f"attempts_exhausted: {attempts} tries, last "
@@ -305,16 +305,7 @@ class Pipeline:
             )
             return dataclasses.replace(outcome, backlog="poisoned")
 
-        self._backlog.defer(
-            DeferredTarget(
-                target=target,
-                reason=outcome.reason,
-                retry_at=outcome.retry_at or now + DEFAULT_DEFER,
-                attempts=attempts,
-                first_deferred_at=prior.first_deferred_at if prior else now,
-                source=outcome.source,
-            )
-        )
+        self._backlog.defer(item)
         return dataclasses.replace(outcome, backlog="queued")
 
     def _note_verdict(self, target: Target, outcome: Outcome) -> None:

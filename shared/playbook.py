@@ -42,7 +42,7 @@ from shared.errors import ApiResponseError, SettingsError
 from shared.facts_cache import FactsCache
 from shared.facts_store import FactsStore, TableFactsStore
 from shared.ledger import Ledger, MemoryLedger
-from shared.machine_actions import MachineActionType, Submission, SubmissionOutcome
+from shared.machine_actions import Submission, SubmissionOutcome
 from shared.pipeline import Pipeline
 from shared.settings import Settings, load_settings
 from shared.storage import (
@@ -98,17 +98,12 @@ class DefenderQuarantineApi:
     def find_submission(
         self, device_id: str, sha1: str, since: datetime
     ) -> Submission | None:
-        actions = self._client.list_machine_actions(
-            machine_id=device_id,
-            action_type=MachineActionType.STOP_AND_QUARANTINE_FILE,
-            created_since=since - _CLOCK_SKEW,
-            top=_LOOKUP_TOP,
+        actions = self._client.quarantine_actions(
+            device_id, sha1, created_since=since - _CLOCK_SKEW
         )
-        mine = [action for action in actions if action.concerns_file(sha1)]
-        if not mine:
+        if not actions:
             return None
-        newest = max(mine, key=lambda action: action.created or since)
-        return Submission(SubmissionOutcome.RECOVERED_AFTER_UNKNOWN, newest)
+        return Submission(SubmissionOutcome.RECOVERED_AFTER_UNKNOWN, actions[0])
 
     def alert_document(self, alert_id: str) -> Mapping[str, Any]:
         return self._client.get_alert(alert_id).document
@@ -117,8 +112,6 @@ class DefenderQuarantineApi:
 # Our clock and Defender's may differ a little; an action stamped slightly before
 # the claim that led to it is still that claim's action.
 _CLOCK_SKEW = timedelta(minutes=2)
-# Actions of one device for one kind within minutes: a page of 100 holds them all.
-_LOOKUP_TOP = 100
 
 
 @dataclass(frozen=True, slots=True)

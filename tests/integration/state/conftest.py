@@ -8,28 +8,20 @@ device, so that any (device, file) pair of it is a target Defender accepts:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import (
-    QueueServiceClient,
-    TextBase64DecodePolicy,
-    TextBase64EncodePolicy,
-)
 
-from shared.backlog import QueueBacklog
 from shared.budget import MemoryBudget, TableBudget, Window, windows_for
 from shared.credentials import StaticTokenProvider
 from shared.defender_client import DefenderClient
 from shared.facts_cache import FactsCache
-from shared.facts_store import TableFactsStore
 from shared.pipeline import Message, Pipeline
-from shared.playbook import DefenderQuarantineApi, State
+from shared.playbook import DefenderQuarantineApi, State, build_state
 from shared.settings import Settings
-from shared.table_ledger import TableLedger
 from simulator import (
     Device,
     FileRecord,
@@ -118,32 +110,17 @@ def scaled_windows(scale: float) -> object:
 def durable_state(
     connection: str, prefix: str, *, budget: TableBudget | MemoryBudget | None = None
 ) -> State:
-    """The playbook's state on Azurite, in tables and queues of ``prefix``."""
-    tables = TableServiceClient.from_connection_string(connection)
-    queues = QueueServiceClient.from_connection_string(connection)
-
-    def queue(name: str):  # type: ignore[no-untyped-def]
-        client = queues.get_queue_client(
-            name,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
-        if not any(q.name == name for q in queues.list_queues(name_starts_with=name)):
-            client.create_queue()
-        return client
-
-    return State(
-        ledger=TableLedger(tables.create_table_if_not_exists(f"{prefix}ledger")),
-        backlog=QueueBacklog(
-            queue(f"{prefix}-backlog"), queue(f"{prefix}-backlog-poison")
-        ),
-        budget=budget
-        or TableBudget(tables.create_table_if_not_exists(f"{prefix}budget")),
-        facts_store=TableFactsStore(
-            tables.create_table_if_not_exists(f"{prefix}facts")
-        ),
-        where="azurite",
+    """The playbook's state on Azurite, in tables and queues of ``prefix``, as the
+    app builds it; ``budget`` replaces the one counting Defender's own windows."""
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage": connection,
+            "STATE_TABLE_PREFIX": prefix,
+            "BACKLOG_QUEUE_NAME": f"{prefix}-backlog",
+        }
     )
+    state = build_state(settings, require_storage=True)
+    return dataclasses.replace(state, budget=budget) if budget else state
 
 
 def pipeline_on(
